@@ -1,0 +1,25 @@
+"""symrnn: machine-checked derivations of backpropagation through time."""
+
+from symrnn.derive import Derivation, derive, derive_recurrence, derive_unrolled
+from symrnn.errors import FormulaError, MissingRuleError, ShapeError, SpecError, SymrnnError
+from symrnn.graph import unroll
+from symrnn.spec import DEFAULT_SPEC, Spec, load_spec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_SPEC",
+    "Derivation",
+    "FormulaError",
+    "MissingRuleError",
+    "ShapeError",
+    "Spec",
+    "SpecError",
+    "SymrnnError",
+    "__version__",
+    "derive",
+    "derive_recurrence",
+    "derive_unrolled",
+    "load_spec",
+    "unroll",
+]

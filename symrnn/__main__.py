@@ -1,0 +1,3 @@
+from symrnn.cli import main
+
+main()

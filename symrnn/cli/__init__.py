@@ -1,0 +1,36 @@
+"""The ``symrnn`` command line: a thin shell over the library.
+
+Each subcommand lives in its own module of this package and parses options,
+makes one library call and formats the result.  Errors that symrnn raises on
+purpose (:class:`~symrnn.errors.SymrnnError`) print one line and exit 2;
+a failed check exits 1.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from symrnn.cli.common import SymrnnGroup
+
+__all__ = ["main", "cli"]
+
+
+@click.group(cls=SymrnnGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="symrnn")
+def cli() -> None:
+    """symrnn: backpropagation through time, derived and checked by machine."""
+
+
+# Subcommands register themselves on import; one line per command module.
+from symrnn.cli import derive as _derive  # noqa: E402,F401
+from symrnn.cli import report as _report  # noqa: E402,F401
+
+
+def main(argv: list[str] | None = None) -> None:
+    cli.main(args=argv, prog_name="symrnn")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main(sys.argv[1:])

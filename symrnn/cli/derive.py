@@ -1,0 +1,38 @@
+"""``symrnn derive``: print the rolled BPTT recurrence and the gradients."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from symrnn.cli import cli
+from symrnn.cli.common import T_option, spec_options
+from symrnn.derive import derive as derive_spec
+from symrnn.describe import derivation_dict, recurrence_latex, recurrence_text, unrolled_text
+from symrnn.printing import Notation
+from symrnn.spec import check_T
+
+
+@cli.command("derive")
+@spec_options
+@T_option(help="Also derive the unrolled matrix-form gradients for this T.")
+@click.option("--format", "fmt", type=click.Choice(["text", "latex", "json"]), default="text",
+              show_default=True)
+@click.option("--aliases", is_flag=True, help="Print W, U, b, V, c instead of W_hh, W_xh, ...")
+def derive_command(spec, T, fmt, aliases) -> None:
+    """Derive BPTT for a spec: the rolled recurrence, valid for every T."""
+    notation = Notation(aliases=aliases)
+    if T is not None:
+        T = check_T(T)
+    derivation = derive_spec(spec)
+    if fmt == "json":
+        click.echo(json.dumps(derivation_dict(derivation, T, notation), indent=2))
+        return
+    if fmt == "latex":
+        click.echo(recurrence_latex(derivation.recurrence, notation))
+        return
+    click.echo(recurrence_text(derivation.recurrence, notation))
+    if T is not None:
+        click.echo("")
+        click.echo(unrolled_text(derivation.unrolled(T), notation))

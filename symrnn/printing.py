@@ -1,0 +1,180 @@
+"""Printers for matrix expressions: plain text and LaTeX, with notation settings.
+
+Text is NumPy-like and ASCII: ``@`` for the matrix product, ``*`` for the
+elementwise (Hadamard) product, ``.T`` for the transpose, ``1`` for a matrix
+of ones, per-step symbols as ``h_{t-1}``.  LaTeX uses juxtaposition for the
+product, ``\\odot`` (or ``\\circ``) for Hadamard, ``^{\\top}`` for transpose
+and ``\\mathbf{1}`` for ones.  With ``aliases=True`` the Elman parameters are
+printed in the seed notes' letters W, U, b, V, c.  Column vectors throughout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sympy import MatAdd, MatMul, MatrixSymbol
+from sympy.matrices.expressions.hadamard import HadamardProduct
+from sympy.printing.latex import LatexPrinter
+from sympy.printing.str import StrPrinter
+
+from symrnn.cells import ALIASES
+from symrnn.expr import matmul, split_timed
+
+__all__ = ["PLAIN", "Notation", "text", "latex", "symbol_latex"]
+
+_PARAM_ALIAS = {v: k for k, v in ALIASES.items()}
+_COMPOUND = (MatAdd, MatMul, HadamardProduct)
+
+
+@dataclass(frozen=True)
+class Notation:
+    """How to print: parameter names, the Hadamard symbol."""
+
+    aliases: bool = False
+    hadamard: str = r"\odot"
+
+
+class TextPrinter(StrPrinter):
+    def __init__(self, notation: Notation):
+        super().__init__()
+        self.notation = notation
+
+    def _wrap(self, arg, compound=_COMPOUND) -> str:
+        out = self._print(arg)
+        if isinstance(arg, compound) or (isinstance(arg, MatMul) and arg.args[0] == -1):
+            return f"({out})"
+        return out
+
+    def _print_MatrixSymbol(self, expr) -> str:
+        if self.notation.aliases and expr.name in _PARAM_ALIAS:
+            return _PARAM_ALIAS[expr.name]
+        return expr.name
+
+    def _print_MatAdd(self, expr) -> str:
+        return _join_sum(self, expr)
+
+    def _print_MatMul(self, expr) -> str:
+        coeff, mats = expr.as_coeff_matrices()
+        body = " @ ".join(self._wrap(m, (MatAdd, HadamardProduct)) for m in mats)
+        if coeff == 1:
+            return body
+        if coeff == -1:
+            return f"-{body}"
+        return f"{self._print(coeff)}*{body}"
+
+    def _print_HadamardProduct(self, expr) -> str:
+        return " * ".join(self._wrap(a, (MatAdd, MatMul)) for a in expr.args)
+
+    def _print_Transpose(self, expr) -> str:
+        inner = self._print(expr.arg)
+        if not isinstance(expr.arg, MatrixSymbol):
+            inner = f"({inner})"
+        return f"{inner}.T"
+
+    def _print_OneMatrix(self, expr) -> str:
+        return "1"
+
+    def _print_ZeroMatrix(self, expr) -> str:
+        return "0"
+
+
+class SymrnnLatexPrinter(LatexPrinter):
+    def __init__(self, notation: Notation):
+        super().__init__({"mat_symbol_style": "plain"})
+        self.notation = notation
+
+    def _wrap(self, arg, compound=_COMPOUND) -> str:
+        out = self._print(arg)
+        if isinstance(arg, compound) or (isinstance(arg, MatMul) and arg.args[0] == -1):
+            return rf"\left({out}\right)"
+        return out
+
+    def _print_MatrixSymbol(self, expr) -> str:
+        return symbol_latex(expr.name, self.notation)
+
+    def _print_MatAdd(self, expr) -> str:
+        return _join_sum(self, expr)
+
+    def _print_MatMul(self, expr) -> str:
+        coeff, mats = expr.as_coeff_matrices()
+        body = " ".join(self._wrap(m, (MatAdd, HadamardProduct)) for m in mats)
+        if coeff == 1:
+            return body
+        if coeff == -1:
+            return f"-{body}"
+        return f"{self._print(coeff)} {body}"
+
+    def _print_HadamardProduct(self, expr) -> str:
+        op = f" {self.notation.hadamard} "
+        return op.join(self._wrap(a, (MatAdd, MatMul)) for a in expr.args)
+
+    def _print_Transpose(self, expr) -> str:
+        inner = self._print(expr.arg)
+        if not isinstance(expr.arg, MatrixSymbol):
+            inner = rf"\left({inner}\right)"
+        return rf"{inner}^{{\top}}"
+
+    def _print_OneMatrix(self, expr) -> str:
+        return r"\mathbf{1}"
+
+    def _print_ZeroMatrix(self, expr) -> str:
+        return r"\mathbf{0}"
+
+
+def _negated(term):
+    """−term when term carries a negative coefficient, else None."""
+    if isinstance(term, MatMul):
+        coeff, mats = term.as_coeff_matrices()
+        if coeff < 0:
+            return matmul(-coeff, *mats)
+    return None
+
+
+def _join_sum(printer, expr) -> str:
+    """a + b − c with positive terms first (1 − h⊙h, ŷ − y), otherwise in order."""
+    terms = sorted(expr.args, key=lambda term: _negated(term) is not None)
+    out = printer._print(terms[0])
+    for term in terms[1:]:
+        negated = _negated(term)
+        if negated is None:
+            out += " + " + printer._print(term)
+        else:
+            inner = printer._print(negated)
+            if isinstance(negated, MatAdd):
+                inner = printer._wrap(negated)
+            out += " - " + inner
+    return out
+
+
+PLAIN = Notation()
+"""The default notation: W_hh, W_xh, ... and ⊙."""
+
+_LATEX_BASES = {"yhat": r"\hat{y}", "delta": r"\delta"}
+
+
+def symbol_latex(name: str, notation: Notation = PLAIN) -> str:
+    """LaTeX for a symbol name: W_hh → W_{hh} (or W), yhat_{t} → \\hat{y}_{t}."""
+    if notation.aliases and name in _PARAM_ALIAS:
+        return _PARAM_ALIAS[name]
+    parts = split_timed(MatrixSymbol(name, 1, 1))
+    if parts is not None:
+        base, time = parts
+        sup = ""
+        if "^" in base:
+            base, sup = base.split("^", 1)
+            sup = "^" + sup
+        return f"{_LATEX_BASES.get(base, base)}{sup}_{{{time}}}"
+    if "_" in name:
+        head, tail = name.split("_", 1)
+        return f"{_LATEX_BASES.get(head, head)}_{{{tail}}}"
+    return _LATEX_BASES.get(name, name)
+
+
+def text(expr, notation: Notation = PLAIN) -> str:
+    """Plain-text form of a matrix expression (NumPy-like operators)."""
+    return TextPrinter(notation).doprint(expr)
+
+
+def latex(expr, notation: Notation = PLAIN) -> str:
+    """LaTeX form of a matrix expression."""
+    return SymrnnLatexPrinter(notation).doprint(expr)

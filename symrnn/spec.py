@@ -1,0 +1,184 @@
+"""Model specification: what RNN to derive, as a frozen, validated dataclass.
+
+A :class:`Spec` names the cell, the hidden activation, the output head, the
+loss, the topology, the sizes and whether biases are present.  Sizes are
+either positive integers (concrete) or symbol names such as ``"H"``
+(symbolic).  Validation happens at construction; every problem raises
+:class:`~symrnn.errors.SpecError` naming the field, the value, the allowed
+values and the closest match.
+
+Loss conventions (column vectors, one sequence):
+
+* ``mse``: L = ½ Σ_t ‖ŷ_t − y_t‖²
+* ``cross_entropy``: L = −Σ_t y_tᵀ log softmax(z_t), targets are
+  probability vectors (one-hot class labels in practice); needs the
+  ``softmax`` head.
+
+Topologies: ``many_to_many`` puts a loss at every step, ``many_to_one`` at
+the last step only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from symrnn.errors import SpecError, suggest
+
+__all__ = [
+    "Spec",
+    "DEFAULT_SPEC",
+    "CELLS",
+    "ACTIVATIONS",
+    "HEADS",
+    "LOSSES",
+    "TOPOLOGIES",
+    "check_T",
+    "load_spec",
+]
+
+CELLS = ("elman", "lstm", "gru")
+ACTIVATIONS = ("tanh", "relu", "sigmoid", "identity")
+HEADS = ("identity", "sigmoid", "softmax")
+LOSSES = ("mse", "cross_entropy")
+TOPOLOGIES = ("many_to_many", "many_to_one")
+
+_SIZE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
+_CHOICES = {
+    "cell": CELLS,
+    "activation": ACTIVATIONS,
+    "head": HEADS,
+    "loss": LOSSES,
+    "topology": TOPOLOGIES,
+}
+_SIZES = ("hidden_size", "input_size", "output_size")
+
+Size = int | str
+
+
+@dataclass(frozen=True)
+class Spec:
+    """An RNN to derive.  Construct it directly, from TOML, or from CLI flags."""
+
+    cell: str = "elman"
+    activation: str = "tanh"
+    head: str = "identity"
+    loss: str = "mse"
+    topology: str = "many_to_many"
+    hidden_size: Size = 3
+    input_size: Size = 2
+    output_size: Size = 2
+    bias: bool = True
+
+    def __post_init__(self) -> None:
+        for field, allowed in _CHOICES.items():
+            value = getattr(self, field)
+            if value not in allowed:
+                raise SpecError(
+                    f"unknown {field} {value!r}{suggest(value, allowed)} "
+                    f"(allowed: {', '.join(allowed)})"
+                )
+        for field in _SIZES:
+            object.__setattr__(self, field, _check_size(field, getattr(self, field)))
+        if not isinstance(self.bias, bool):
+            raise SpecError(f"bias must be true or false, got {self.bias!r}")
+        if self.loss == "cross_entropy" and self.head != "softmax":
+            raise SpecError(
+                f"loss 'cross_entropy' needs head 'softmax', got head {self.head!r} "
+                "(use loss 'mse' for identity or sigmoid heads)"
+            )
+        if self.cell != "elman" and self.activation != "tanh":
+            raise SpecError(
+                f"cell {self.cell!r} uses sigmoid gates and a tanh candidate; "
+                f"activation must be 'tanh', got {self.activation!r}"
+            )
+
+    @property
+    def is_concrete(self) -> bool:
+        """True when every size is an integer."""
+        return all(isinstance(getattr(self, f), int) for f in _SIZES)
+
+    def replace(self, **changes: Any) -> Spec:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], *, source: str = "spec") -> Spec:
+        """Build from a mapping (a parsed TOML table); unknown keys are errors."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        normalized: dict[str, Any] = {}
+        for key, value in data.items():
+            name = key.replace("-", "_")
+            if name not in fields:
+                raise SpecError(
+                    f"unknown field {key!r} in {source}{suggest(name, fields)} "
+                    f"(allowed: {', '.join(sorted(fields))})"
+                )
+            normalized[name] = value
+        return cls(**normalized)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> Spec:
+        """Load a spec from a TOML file; a ``[spec]`` table or top-level keys."""
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise SpecError(f"spec file not found: {path}") from None
+        except tomllib.TOMLDecodeError as err:
+            raise SpecError(f"spec file {path} is not valid TOML: {err}") from None
+        table = data.get("spec", data)
+        if not isinstance(table, Mapping):
+            raise SpecError(f"[spec] in {path} must be a table")
+        return cls.from_mapping(table, source=str(path))
+
+
+
+def _check_size(field: str, value: Any) -> Size:
+    if isinstance(value, bool):
+        raise SpecError(f"{field} must be a positive integer or a symbol name, got {value!r}")
+    if isinstance(value, int):
+        if value < 1:
+            raise SpecError(f"{field} must be a positive integer, got {value}")
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isdigit():
+            return _check_size(field, int(text))
+        if text.startswith("-") and text[1:].isdigit():
+            raise SpecError(f"{field} must be a positive integer, got {text}")
+        if _SIZE_NAME.match(text):
+            return text
+    raise SpecError(
+        f"{field} must be a positive integer or a symbol name like 'H', got {value!r}"
+    )
+
+
+def check_T(T: Any) -> int:
+    """Validate a sequence length: a positive integer."""
+    if isinstance(T, bool) or not isinstance(T, int):
+        try:
+            T = int(str(T))
+        except ValueError:
+            raise SpecError(f"T must be a positive integer, got {T!r}") from None
+    if T < 1:
+        raise SpecError(f"T must be a positive integer (T >= 1), got {T}")
+    return T
+
+
+DEFAULT_SPEC = Spec()
+
+
+def load_spec(path: str | Path | None = None, **overrides: Any) -> Spec:
+    """The spec from a TOML file (or the default), with flag overrides applied."""
+    base = Spec.from_toml(path) if path is not None else DEFAULT_SPEC
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    return base.replace(**changes) if changes else base
