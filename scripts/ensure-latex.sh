@@ -11,6 +11,9 @@ if [ "$(id -u)" != "0" ] || ! command -v apt-get >/dev/null 2>&1; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq >/dev/null 2>&1 || true
+# The documents of derivations/ load only amsmath and amssymb: every file pdflatex reads
+# (pdflatex -recorder, mapped with dpkg -S) comes from texlive-base or texlive-latex-base,
+# so texlive-latex-base (~40 MB with its dependencies) and poppler-utils (pdftoppm) suffice.
 apt-get install -y -qq --no-install-recommends \
-  texlive-latex-base texlive-latex-recommended texlive-latex-extra poppler-utils >/dev/null 2>&1
+  texlive-latex-base poppler-utils >/dev/null 2>&1
 command -v pdflatex >/dev/null 2>&1

@@ -1,7 +1,9 @@
 """symrnn: machine-checked derivations of backpropagation through time."""
 
+from symrnn.codegen import compile
 from symrnn.derive import Derivation, derive, derive_recurrence, derive_unrolled
 from symrnn.errors import FormulaError, MissingRuleError, ShapeError, SpecError, SymrnnError
+from symrnn.formula import check_formula
 from symrnn.graph import unroll
 from symrnn.spec import DEFAULT_SPEC, Spec, load_spec
 
@@ -17,6 +19,8 @@ __all__ = [
     "SpecError",
     "SymrnnError",
     "__version__",
+    "compile",
+    "check_formula",
     "derive",
     "derive_recurrence",
     "derive_unrolled",

@@ -165,6 +165,11 @@ class Recurrence:
             return "t=T"
         return "t=1..T"
 
+    def _repr_latex_(self) -> str:
+        from symrnn.latex import repr_latex
+
+        return repr_latex(self)
+
 
 def derive_recurrence(spec: Spec) -> Recurrence:
     """Derive the rolled BPTT recurrence from one generic step t."""
@@ -234,6 +239,11 @@ class Unrolled:
             raise ValueError("cannot inline an expression that uses a zero adjoint")
         return expr.xreplace(self._resolved)
 
+    def _repr_latex_(self) -> str:
+        from symrnn.latex import repr_latex
+
+        return repr_latex(self)
+
 
 def derive_unrolled(spec: Spec, T: int) -> Unrolled:
     """Reverse mode over the unrolled program: gradients for this T."""
@@ -270,6 +280,11 @@ class Derivation:
 
     def unrolled(self, T: int) -> Unrolled:
         return derive_unrolled(self.spec, T)
+
+    def _repr_latex_(self) -> str:
+        from symrnn.latex import repr_latex
+
+        return repr_latex(self)
 
 
 def derive(spec: Spec) -> Derivation:

@@ -2,7 +2,8 @@
 
 ``evaluate(expr, env)`` computes a matrix expression given values for its
 symbols: ``env`` maps ``MatrixSymbol`` → value (a SymPy ``Matrix`` for the
-``"sympy"`` backend, a 2-D ``ndarray`` for ``"numpy"``).  One method per node
+``"sympy"`` backend, a 2-D ``ndarray`` for ``"numpy"``, a float64 tensor for
+``"torch"``, whose autograd then gives an independent reference derivative).  One method per node
 type, one scalar table per backend (from :mod:`symrnn.ops`).
 
 ``run_forward(program, env)`` fills ``env`` with every left-hand side of a
@@ -104,12 +105,56 @@ class _Numpy:
         return np.array([[-float(np.sum(y * (z - lse)))]])
 
 
-_BACKENDS = {"sympy": _Sympy, "numpy": _Numpy}
+class _Torch(_Numpy):
+    """float64 tensors, for torch.autograd as a reference derivative."""
+
+    @staticmethod
+    def const(kind, shape):
+        import torch
+
+        rows, cols = (int(d) for d in shape)
+        if kind == "one":
+            return torch.ones((rows, cols), dtype=torch.float64)
+        if kind == "zero":
+            return torch.zeros((rows, cols), dtype=torch.float64)
+        return torch.eye(rows, dtype=torch.float64)
+
+    @staticmethod
+    def apply(op, a):
+        import torch
+
+        table = {
+            "tanh": torch.tanh,
+            "sigmoid": torch.sigmoid,
+            "relu": torch.relu,
+            "identity": lambda v: v,
+            "step": lambda v: (v > 0).to(v.dtype),
+        }
+        return table[op](a)
+
+    @staticmethod
+    def softmax(z):
+        return z.softmax(dim=0)
+
+    @staticmethod
+    def mse(p, y):
+        return (0.5 * ((p - y) ** 2).sum()).reshape(1, 1)
+
+    @staticmethod
+    def softmax_ce(z, y):
+        return (-(y * z.log_softmax(dim=0)).sum()).reshape(1, 1)
 
 
-def evaluate(expr, env: dict, backend: str = "sympy"):
-    """The value of ``expr`` with symbols looked up in ``env``."""
-    return _eval(expr, env, _BACKENDS[backend], {})
+_BACKENDS = {"sympy": _Sympy, "numpy": _Numpy, "torch": _Torch}
+
+
+def evaluate(expr, env: dict, backend: str = "sympy", known: dict | None = None):
+    """The value of ``expr`` with symbols looked up in ``env``.
+
+    ``known`` maps sub-expressions to values to use instead of computing them
+    (e.g. a chosen symbolic form of step(h_t)).
+    """
+    return _eval(expr, env, _BACKENDS[backend], dict(known or {}))
 
 
 def _eval(expr, env, be, memo):
@@ -131,7 +176,7 @@ def _eval(expr, env, be, memo):
         for m in mats[1:]:
             value = be.matmul(value, _eval(m, env, be, memo))
         if coeff != 1:
-            value = value * (float(coeff) if be is _Numpy else coeff)
+            value = value * (coeff if be is _Sympy else float(coeff))
     elif isinstance(expr, HadamardProduct):
         parts = [_eval(a, env, be, memo) for a in expr.args]
         value = parts[0]
@@ -166,9 +211,11 @@ def run_forward(equations: Sequence, env: dict, backend: str = "sympy") -> dict:
     return env
 
 
-def run_adjoints(definitions: Sequence, env: dict, backend: str = "sympy") -> dict:
+def run_adjoints(
+    definitions: Sequence, env: dict, backend: str = "sympy", known: dict | None = None
+) -> dict:
     """Evaluate named adjoints (in definition order); a zero adjoint stays absent."""
     for name, value in definitions:
         if value is not None:
-            env[name] = evaluate(value, env, backend)
+            env[name] = evaluate(value, env, backend, known)
     return env

@@ -86,9 +86,10 @@ def at_time(expr, time):
 class Apply(MatrixExpr):
     """An elementwise function of a matrix: ``Apply('tanh', a)`` is tanh∘a."""
 
-    def __new__(cls, op: str, arg: MatrixExpr):
+    def __new__(cls, op: str | Str, arg: MatrixExpr):
         from symrnn.ops import elementwise
 
+        op = op.name if isinstance(op, Str) else op  # rebuilt by xreplace/func(*args)
         elementwise(op)  # validate the name early
         return Basic.__new__(cls, Str(op), arg)
 

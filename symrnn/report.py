@@ -13,6 +13,9 @@ from pathlib import Path
 
 from symrnn.derive import derive
 from symrnn.describe import recurrence_text, unrolled_text
+from symrnn.formula.report import formula_section
+from symrnn.latex import report_section as latex_section
+from symrnn.regimes.section import regimes_section
 from symrnn.spec import Spec
 
 __all__ = ["SECTIONS", "write_report"]
@@ -29,6 +32,9 @@ def derivation_section(spec: Spec, out: Path) -> str:
 
 SECTIONS: list[tuple[str, Section]] = [
     ("derivation", derivation_section),
+    ("latex", latex_section),
+    ("regimes", regimes_section),
+    ("formula check", formula_section),
 ]
 
 

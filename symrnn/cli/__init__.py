@@ -24,8 +24,13 @@ def cli() -> None:
 
 
 # Subcommands register themselves on import; one line per command module.
+from symrnn.cli import check as _check  # noqa: E402,F401
+from symrnn.cli import codegen as _codegen  # noqa: E402,F401
 from symrnn.cli import derive as _derive  # noqa: E402,F401
+from symrnn.cli import latex as _latex  # noqa: E402,F401
+from symrnn.cli import regimes as _regimes  # noqa: E402,F401
 from symrnn.cli import report as _report  # noqa: E402,F401
+from symrnn.cli import verify as _verify  # noqa: E402,F401
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,108 @@
+"""Code generation: BPTT from the derivation, as NumPy or torch modules.
+
+Pipeline (one module per stage)::
+
+    derive(spec)  →  lower (analysis: hoist, share across time, stack, store)
+                  →  passes (cse, inplace)  →  printer (numpy | torch table)
+                  →  emit (header, constants, helpers)  →  text / file / module
+
+:func:`generate` returns the module text; :func:`compile` writes it to a
+real file under the cache folder (``$SYMRNN_CACHE`` or ``~/.cache/symrnn``,
+named by a hash of the text) and imports it, so tracebacks show the source.
+A generated module exposes ``SPEC``, ``PARAM_SHAPES``, ``PARAM_NAMES``,
+``forward(params, x, y, h0=None) -> (loss, cache)``,
+``backward(params, cache) -> grads`` and ``loss_and_grad``; torch modules
+add ``BPTTFunction`` (a ``torch.autograd.Function``) and ``RNNLoss`` (an
+``nn.Module``).  grads hold every parameter, ``'h_0'`` (B, H) and
+``'delta'`` (B, T, H) with ``delta[:, t-1] = ∂L/∂h_t``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+
+from symrnn.codegen.emit import emit
+from symrnn.codegen.lower import Options, lower
+from symrnn.codegen.passes import PASSES
+from symrnn.codegen.printer import BACKENDS, backend
+from symrnn.spec import Spec
+
+__all__ = ["generate", "compile", "cache_dir", "Options", "BACKENDS", "DEFAULT_PASSES"]
+
+DEFAULT_PASSES: tuple[str, ...] = tuple(PASSES)
+
+
+def _version() -> str:
+    from symrnn import __version__
+
+    return __version__
+
+
+def _command(spec: Spec, backend_name: str, options: Options) -> str:
+    """The CLI line that regenerates this module (flags for every spec field)."""
+    parts = ["symrnn codegen", f"--backend {backend_name}", f"--cell {spec.cell}",
+             f"--activation {spec.activation}", f"--head {spec.head}", f"--loss {spec.loss}",
+             f"--topology {spec.topology}", f"--hidden-size {spec.hidden_size}",
+             f"--input-size {spec.input_size}", f"--output-size {spec.output_size}"]
+    if not spec.bias:
+        parts.append("--no-bias")
+    if options.tbptt is not None:
+        parts.append(f"--tbptt {options.tbptt[0]},{options.tbptt[1]}")
+    if options.clip is not None:
+        parts.append(f"--clip {options.clip}")
+    if options.clip_value is not None:
+        parts.append(f"--clip-value {options.clip_value}")
+    return " ".join(parts)
+
+
+def generate(spec: Spec, backend: str = "numpy", tbptt: tuple[int, int] | None = None,
+             clip: float | None = None, *, clip_value: float | None = None,
+             passes: tuple[str, ...] = DEFAULT_PASSES, command: str | None = None) -> str:
+    """The source text of the generated module for ``spec``."""
+    target = _backend(backend)
+    unknown = [p for p in passes if p not in PASSES]
+    if unknown:
+        from symrnn.errors import SymrnnError
+
+        raise SymrnnError(f"unknown pass {unknown[0]!r}: expected one of {', '.join(PASSES)}")
+    options = Options(tuple(tbptt) if tbptt is not None else None, clip, clip_value)
+    low = lower(spec, options)
+    command = command or _command(spec, target.name, options)
+    return emit(low, target, command=command, version=_version(), passes=tuple(passes))
+
+
+def _backend(name: str):
+    return backend(name)
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("SYMRNN_CACHE") or Path.home() / ".cache" / "symrnn"
+    return Path(root) / "codegen"
+
+
+def compile(spec: Spec, backend: str = "numpy", tbptt: tuple[int, int] | None = None,  # noqa: A001
+            clip: float | None = None, *, clip_value: float | None = None,
+            passes: tuple[str, ...] = DEFAULT_PASSES) -> ModuleType:
+    """Generate, write to a real file and import; returns the loaded module."""
+    source = generate(spec, backend, tbptt, clip, clip_value=clip_value, passes=passes)
+    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+    name = f"symrnn_gen_{backend}_{digest}"
+    folder = cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.py"
+    if not path.exists() or path.read_text() != source:
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(source)
+        tmp.replace(path)
+    if name in sys.modules:
+        return sys.modules[name]
+    loader_spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(loader_spec)
+    sys.modules[name] = module
+    loader_spec.loader.exec_module(module)
+    return module

@@ -1,0 +1,83 @@
+"""Lowering: a spec's derivation → the code trees of ``forward`` and ``backward``.
+
+:func:`lower` derives the spec (:func:`symrnn.derive.derive`), checks that
+code generation supports it, and hands the step equations and the rolled
+recurrence to :mod:`symrnn.codegen.forward` and :mod:`symrnn.codegen.backward`,
+which apply the matrix-level passes of :mod:`symrnn.codegen.analysis`.
+Nothing in the result is written by hand per spec: a wrong rule in the
+rule table gives a wrong recurrence and so wrong generated code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from symrnn.codegen import ir
+from symrnn.codegen.backward import lower_backward
+from symrnn.codegen.forward import lower_forward
+from symrnn.derive import Recurrence, derive
+from symrnn.errors import SpecError
+from symrnn.graph import parameters
+from symrnn.spec import Spec
+
+__all__ = ["Options", "Lowered", "lower", "check_supported"]
+
+
+@dataclass(frozen=True)
+class Options:
+    """Truncation (k1, k2) and clipping (global norm, elementwise value)."""
+
+    tbptt: tuple[int, int] | None = None
+    clip: float | None = None
+    clip_value: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.tbptt is not None:
+            k1, k2 = self.tbptt
+            if not (isinstance(k1, int) and isinstance(k2, int) and 1 <= k1 <= k2):
+                raise SpecError(
+                    f"tbptt expected integers 1 <= k1 <= k2 (forward k1 steps, "
+                    f"backpropagate k2 steps), got k1={k1!r}, k2={k2!r}"
+                )
+        for name in ("clip", "clip_value"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and value > 0):
+                raise SpecError(f"{name} expected a positive number, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Lowered:
+    spec: Spec
+    options: Options
+    recurrence: Recurrence
+    forward: ir.FunctionDef
+    backward: ir.FunctionDef
+    buffers: frozenset[str]
+    """Names of preallocated arrays: targets the in-place pass may write into."""
+
+
+def check_supported(spec: Spec) -> None:
+    """Raise SpecError for specs the code generator does not handle."""
+    if spec.cell != "elman":
+        raise SpecError(
+            f"code generation supports cell 'elman' only, got cell {spec.cell!r} "
+            "(its derivation exists: `symrnn derive --cell lstm`)"
+        )
+    if not spec.is_concrete:
+        raise SpecError(
+            "code generation expected integer sizes, got "
+            f"H={spec.hidden_size}, D={spec.input_size}, O={spec.output_size}"
+        )
+
+
+def lower(spec: Spec, options: Options | None = None) -> Lowered:
+    options = options or Options()
+    check_supported(spec)
+    rec = derive(spec).recurrence
+    names = list(parameters(spec))
+    params = {n: ir.Name(n) for n in names}
+    last = spec.topology == "many_to_one"
+    backward, buffers, stored = lower_backward(spec, rec, names, params, last, options.tbptt,
+                                               options.clip, options.clip_value)
+    forward = lower_forward(spec, params, last, stored)
+    return Lowered(spec, options, rec, forward, backward, frozenset(buffers))

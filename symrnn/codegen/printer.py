@@ -1,0 +1,316 @@
+"""Printers: one code tree, two backends that differ only by their name tables.
+
+:class:`Printer` holds all the emission logic (precedence, parentheses,
+statements, indentation) once.  A backend is a :class:`Backend` record: the
+import line, a table ``op key → (template, precedence, operand precedences)``,
+and the helper functions its modules define.  ``NUMPY`` and ``TORCH`` are the
+two tables; adding a backend is adding a table.
+
+Precedences follow Python: 10 for ``+``/``-``, 20 for ``*``/``@``, 30 for
+unary minus, 40 for ``**``, 100 for atoms (names, calls, subscripts).  An
+operand is parenthesised when its precedence is below the slot's minimum.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from symrnn.codegen import ir
+from symrnn.errors import SymrnnError
+
+__all__ = ["Backend", "Printer", "NUMPY", "TORCH", "BACKENDS", "backend"]
+
+ATOM = 100
+_BIN = {
+    "add": ("{0} + {1}", 10, (10, 11)),
+    "sub": ("{0} - {1}", 10, (10, 11)),
+    "mul": ("{0} * {1}", 20, (20, 21)),
+    "matmul": ("{0} @ {1}", 20, (20, 21)),
+    "div": ("{0} / {1}", 20, (20, 21)),
+    "gt": ("{0} > {1}", 5, (6, 6)),
+    "ge": ("{0} >= {1}", 5, (6, 6)),
+    "eq": ("{0} == {1}", 5, (6, 6)),
+    "is_none": ("{0} is None", 5, (6,)),
+    "min": ("min({0}, {1})", ATOM, (0, 0)),
+    "max": ("max({0}, {1})", ATOM, (0, 0)),
+    "get": ("{0}[{1}]", ATOM, (ATOM, 0)),
+    "neg": ("-{0}", 30, (30,)),
+    "T": ("{0}.T", ATOM, (ATOM,)),
+    "reshape": ("{0}.reshape({1})", ATOM, (ATOM, 0)),
+    "float": ("float({0})", ATOM, (0,)),
+    "check": ("_check({0}, {1}, {2})", ATOM, (0, 0, 0)),
+}
+
+
+def _slots(template: str, arity: int) -> tuple[int, ...]:
+    """Operand i needs an atom where the template reads ``{i}.attr`` or ``{i}[``."""
+    return tuple(ATOM if re.search(rf"\{{{i}\}}[.\[]", template) else 0 for i in range(arity))
+
+
+def _calls(table: dict) -> dict[str, tuple[str, int, tuple[int, ...]]]:
+    """op key → template, or (template, arity) when some operands are not printed."""
+    out = {}
+    for key, entry in table.items():
+        template, arity = entry if isinstance(entry, tuple) else (
+            entry, len(set(re.findall(r"\{(\d)\}", entry))))
+        out[key] = (template, ATOM, _slots(template, arity))
+    return out
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    imports: tuple[str, ...]
+    table: dict[str, tuple[str, int, tuple[int, ...]]]
+    helpers: str
+    """Module-level helper functions every generated module of this backend defines."""
+
+
+_NP_HELPERS = '''
+def _sigmoid(a):
+    return 0.5 * (1.0 + np.tanh(0.5 * a))
+
+
+def _sigmoid_(a):
+    a *= 0.5
+    np.tanh(a, out=a)
+    a += 1.0
+    a *= 0.5
+    return a
+
+
+def _softmax(z):
+    s = np.exp(z - z.max(axis=-1, keepdims=True))
+    return s / s.sum(axis=-1, keepdims=True)
+
+
+def _log_softmax(z):
+    m = z - z.max(axis=-1, keepdims=True)
+    return m - np.log(np.exp(m).sum(axis=-1, keepdims=True))
+
+
+def _time_major(a):
+    """(B, T, n) batch-first -> contiguous (T, B, n)."""
+    return np.ascontiguousarray(a.transpose(1, 0, 2))
+
+
+def _is_index(y):
+    return np.issubdtype(np.asarray(y).dtype, np.integer)
+
+
+def _one_hot(y, n, dtype):
+    return np.eye(n, dtype=dtype)[y]
+
+
+def _device(a):
+    """NumPy arrays live on the CPU; kept for symmetry with the torch backend."""
+    return None
+'''
+
+_TORCH_HELPERS = '''
+def _time_major(a):
+    """(B, T, n) batch-first -> contiguous (T, B, n)."""
+    return a.transpose(0, 1).contiguous()
+
+
+def _is_index(y):
+    return not (y.is_floating_point() or y.is_complex())
+
+
+def _one_hot(y, n, dtype):
+    return torch.nn.functional.one_hot(y.long(), n).to(dtype)
+'''
+
+NUMPY = Backend(
+    "numpy",
+    ("import numpy as np",),
+    _BIN | _calls({
+        "tanh": "np.tanh({0})",
+        "sigmoid": "_sigmoid({0})",
+        "relu": "np.maximum({0}, 0)",
+        "step": "({0} > 0).astype({0}.dtype)",
+        "softmax": "_softmax({0})",
+        "log_softmax": "_log_softmax({0})",
+        "sum_all": "{0}.sum()",
+        "sum0": "{0}.sum(axis=0)",
+        "rowsum": "{0}.sum(axis=-1, keepdims=True)",
+        "zeros": ("np.zeros({0}, dtype={1})", 3),
+        "empty": ("np.empty({0}, dtype={1})", 3),
+        "time_major": "_time_major({0})",
+        "batch_first": "{0}.transpose(1, 0, 2)",
+        "matmul_out": "np.matmul({0}, {1}, out={2})",
+        "tanh_": "np.tanh({0}, out={0})",
+        "sigmoid_": "_sigmoid_({0})",
+        "relu_": "np.maximum({0}, 0, out={0})",
+        "sqrt": "np.sqrt({0})",
+        "clip": "np.clip({0}, -{1}, {1})",
+        "is_index": "_is_index({0})",
+        "one_hot": "_one_hot({0}, {1}, {2})",
+        "dtype_of": "{0}.dtype",
+        "device_of": "_device({0})",
+        "zeros_like": "np.zeros_like({0})",
+        "cast": ("np.asarray({0}, dtype={1})", 3),
+    }),
+    _NP_HELPERS,
+)
+
+TORCH = Backend(
+    "torch",
+    ("import torch",),
+    _BIN | _calls({
+        "tanh": "torch.tanh({0})",
+        "sigmoid": "torch.sigmoid({0})",
+        "relu": "torch.relu({0})",
+        "step": "({0} > 0).to({0}.dtype)",
+        "softmax": "torch.softmax({0}, dim=-1)",
+        "log_softmax": "torch.log_softmax({0}, dim=-1)",
+        "sum_all": "{0}.sum()",
+        "sum0": "{0}.sum(dim=0)",
+        "rowsum": "{0}.sum(dim=-1, keepdim=True)",
+        "zeros": "torch.zeros({0}, dtype={1}, device={2})",
+        "empty": "torch.empty({0}, dtype={1}, device={2})",
+        "time_major": "_time_major({0})",
+        "batch_first": "{0}.transpose(0, 1)",
+        "matmul_out": "torch.matmul({0}, {1}, out={2})",
+        "tanh_": "torch.tanh({0}, out={0})",
+        "sigmoid_": "torch.sigmoid({0}, out={0})",
+        "relu_": "torch.clamp({0}, min=0, out={0})",
+        "sqrt": "torch.sqrt({0})",
+        "clip": "torch.clamp({0}, -{1}, {1})",
+        "is_index": "_is_index({0})",
+        "one_hot": "_one_hot({0}, {1}, {2})",
+        "dtype_of": "{0}.dtype",
+        "device_of": "{0}.device",
+        "zeros_like": "torch.zeros_like({0})",
+        "cast": "torch.as_tensor({0}, dtype={1}, device={2})",
+    }),
+    _TORCH_HELPERS,
+)
+
+BACKENDS = {b.name: b for b in (NUMPY, TORCH)}
+
+
+def backend(name: str) -> Backend:
+    try:
+        return BACKENDS[name]
+    except KeyError:
+        raise SymrnnError(
+            f"unknown backend {name!r}: expected one of {', '.join(BACKENDS)}, got {name!r}"
+        ) from None
+
+
+class Printer:
+    """Prints :mod:`symrnn.codegen.ir` trees with one backend's table."""
+
+    indent = "    "
+
+    def __init__(self, target: Backend):
+        self.target = target
+
+    # ------------------------------------------------------------ expressions
+    def expr(self, node: ir.Node) -> str:
+        return self._print(node)[0]
+
+    def _print(self, node: ir.Node) -> tuple[str, int]:
+        if isinstance(node, ir.Name):
+            return node.id, ATOM
+        if isinstance(node, ir.Num):
+            text = repr(node.value)
+            return text, (30 if node.value < 0 else ATOM)
+        if isinstance(node, ir.Str):
+            return repr(node.value), ATOM
+        if isinstance(node, ir.Index):
+            return f"{self._slot(node.base, ATOM)}[{node.index}]", ATOM
+        if isinstance(node, ir.Tuple):
+            items = [self.expr(i) for i in node.items]
+            inner = ", ".join(items) + ("," if len(items) == 1 else "")
+            return f"({inner})", ATOM
+        if isinstance(node, ir.Dict):
+            return "{" + ", ".join(f"{k!r}: {self.expr(v)}" for k, v in node.items) + "}", ATOM
+        if isinstance(node, ir.Op):
+            return self._print_op(node)
+        raise SymrnnError(f"cannot print code node {node!r}")
+
+    def _print_op(self, node: ir.Op) -> tuple[str, int]:
+        try:
+            template, prec, slots = self.target.table[node.key]
+        except KeyError:
+            raise SymrnnError(
+                f"backend {self.target.name!r} has no spelling for operation {node.key!r}"
+            ) from None
+        if len(slots) != len(node.args):
+            raise SymrnnError(
+                f"operation {node.key!r} expected {len(slots)} operands, got {len(node.args)}"
+            )
+        texts = [self._slot(arg, slot) for arg, slot in zip(node.args, slots, strict=True)]
+        return template.format(*texts), prec
+
+    def printed_args(self, node: ir.Op) -> tuple[ir.Node, ...]:
+        """The operands of ``node`` that this backend's spelling actually prints."""
+        template = self.target.table[node.key][0]
+        return tuple(a for i, a in enumerate(node.args) if f"{{{i}}}" in template)
+
+    def _slot(self, node: ir.Node, minimum: int) -> str:
+        text, prec = self._print(node)
+        return f"({text})" if prec < minimum else text
+
+    # ------------------------------------------------------------- statements
+    def block(self, body: tuple[ir.Stmt, ...], depth: int = 0) -> list[str]:
+        lines: list[str] = []
+        for stmt in body:
+            lines += self.stmt(stmt, depth)
+        return lines
+
+    def stmt(self, stmt: ir.Stmt, depth: int) -> list[str]:
+        pad = self.indent * depth
+        if isinstance(stmt, ir.Assign):
+            target = self.expr(stmt.target)
+            if isinstance(stmt.target, ir.Tuple):
+                target = target[1:-1]
+            return self._commented(pad, f"{target} = {self.expr(stmt.value)}", stmt.comment)
+        if isinstance(stmt, ir.AugAssign):
+            line = f"{self.expr(stmt.target)} {stmt.op}= {self.expr(stmt.value)}"
+            return self._commented(pad, line, stmt.comment)
+        if isinstance(stmt, ir.Expr):
+            return self._commented(pad, self.expr(stmt.value), stmt.comment)
+        if isinstance(stmt, ir.Comment):
+            return [pad + "# " + stmt.text]
+        if isinstance(stmt, ir.Blank):
+            return [""]
+        if isinstance(stmt, ir.Return):
+            if isinstance(stmt.value, ir.Tuple):
+                return [pad + "return " + self.expr(stmt.value)[1:-1]]
+            if isinstance(stmt.value, ir.Dict):
+                inner = pad + self.indent
+                items = [f"{inner}{k!r}: {self.expr(v)}," for k, v in stmt.value.items]
+                return [pad + "return {", *items, pad + "}"]
+            return [pad + "return " + self.expr(stmt.value)]
+        if isinstance(stmt, ir.For):
+            step = "" if stmt.step == 1 else f", {stmt.step}"
+            bounds = f"{self.expr(stmt.start)}, {self.expr(stmt.stop)}{step}"
+            head = f"for {stmt.var} in range({bounds}):"
+            return [pad + head] + self.block(stmt.body, depth + 1)
+        if isinstance(stmt, ir.If):
+            lines = [pad + f"if {self.expr(stmt.cond)}:"] + self.block(stmt.body, depth + 1)
+            if stmt.orelse:
+                lines += [pad + "else:"] + self.block(stmt.orelse, depth + 1)
+            return lines
+        if isinstance(stmt, ir.FunctionDef):
+            doc = [pad + self.indent + line if line else "" for line in stmt.doc.split("\n")]
+            doc[0] = pad + self.indent + '"""' + stmt.doc.split("\n")[0]
+            doc.append(pad + self.indent + '"""')
+            head = [pad + f"def {stmt.name}({', '.join(stmt.args)}):"]
+            return head + doc + self.block(stmt.body, depth + 1)
+        raise SymrnnError(f"cannot print statement {stmt!r}")
+
+    width = 99
+
+    def _commented(self, pad: str, line: str, comment: str) -> list[str]:
+        """``line  # comment``, or the comment on its own line above when too long."""
+        if not comment:
+            return [pad + line]
+        joined = f"{pad}{line}  # {comment}"
+        if len(joined) <= self.width:
+            return [joined]
+        return [f"{pad}# {comment}", pad + line]

@@ -1,0 +1,155 @@
+"""Check a hand-derived gradient formula against the derivation engine.
+
+``check_formula(formula, spec, *, wrt=None, T=None)`` returns a
+:class:`~symrnn.formula.verdict.Verdict`:
+
+1. parse (:mod:`symrnn.formula.parse`); the claimed quantity is the formula's
+   left-hand side (∂L/∂W, ∂L_3/∂V), or ``wrt`` (which overrides the
+   parameter named there, with a note);
+2. lower it for the spec and T (T = k for a claim about L_k, default 3
+   otherwise); a non-conformable formula is wrong, with the clashing shapes,
+   and is then also checked with every size 1 (the scalar case);
+3. numeric: evaluate it on seeded random instances, on the forward pass's own
+   h_t, ŷ_t, δ_t, against the engine's gradient (float64, rtol 1e-7);
+4. symbolic: when small enough, expand both sides over the stored forward
+   values (:mod:`symrnn.formula.symbolic`);
+5. when wrong: the counterexample (largest deviation) and the diagnosis
+   (:mod:`symrnn.formula.diagnose`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from symrnn.errors import FormulaError, ShapeError
+from symrnn.formula import nodes as N
+from symrnn.formula.diagnose import diagnose
+from symrnn.formula.lower import lower
+from symrnn.formula.parse import parse_formula
+from symrnn.formula.problem import ATOL, RTOL, Problem, resolve_quantity
+from symrnn.formula.symbolic import compare_symbolically, inline
+from symrnn.formula.verdict import Counterexample, Verdict
+from symrnn.printing import latex, text
+from symrnn.spec import DEFAULT_SPEC, Spec, check_T
+
+__all__ = ["check_formula", "correct_formula", "DEFAULT_T"]
+
+DEFAULT_T = 3
+MAX_EXPANDED = 600
+"""Print the fully expanded correct gradient when it is at most this many characters."""
+
+
+def check_formula(formula: str | N.Formula, spec: Spec | None = None, *, wrt: str | None = None,
+                  T: int | None = None, instances: int = 3, seed: int = 0,
+                  diagnosis: bool = True, scalar_case: bool = True) -> Verdict:
+    """Decide whether ``formula`` is the claimed gradient for ``spec``."""
+    spec = DEFAULT_SPEC if spec is None else spec
+    parsed = parse_formula(formula) if isinstance(formula, str) else formula
+    notes: list[str] = []
+    claim = parsed.claim
+    if claim is None and wrt is None:
+        raise FormulaError("say which gradient the formula is: write dL/dW_hh = ... "
+                           "(or \\frac{\\partial L}{\\partial W} = ...) or pass wrt")
+    loss_step = claim.loss_step if claim is not None else None
+    quantity = resolve_quantity(spec, wrt if wrt is not None else claim.wrt, loss_step)
+    if claim is not None and wrt is not None:
+        written = resolve_quantity(spec, claim.wrt, loss_step)
+        if written.wrt != quantity.wrt:
+            notes.append(f"the left-hand side names {claim.wrt} ({written.wrt}); "
+                         f"checked as {quantity} as asked")
+    if loss_step is not None and T is not None and T != loss_step:
+        notes.append(f"a claim about L_{loss_step} is checked with T = {loss_step}")
+    problem = Problem(spec, quantity, check_T(T or DEFAULT_T), instances=instances, seed=seed)
+    return _judge(parsed, problem, notes, diagnosis, scalar_case)
+
+
+def correct_formula(problem: Problem) -> tuple[str, ...]:
+    """The engine's gradient for the problem: the sum, then the adjoints it uses."""
+    expr = problem.truth_expr
+    lines = [f"{problem.quantity} = {'0' if expr is None else text(expr)}"]
+    defs = [(s, v) for s, v in problem.unrolled.definitions if v is not None]
+    if defs:
+        lines.append("where " + "; ".join(f"{s} = {text(v)}" for s, v in defs))
+        expanded = inline(expr, problem.unrolled.definitions)
+        if expanded is not None and len(text(expanded)) <= MAX_EXPANDED:
+            lines.append(f"expanded: {problem.quantity} = {text(expanded)}")
+    return tuple(lines)
+
+
+def _base(problem: Problem, parsed: N.Formula, notes: list[str]) -> dict:
+    expr = problem.truth_expr
+    return {
+        "quantity": str(problem.quantity),
+        "formula": parsed.source,
+        "spec": problem.spec.to_dict(),
+        "T": problem.T,
+        "correct": correct_formula(problem),
+        "correct_latex": "0" if expr is None else latex(expr),
+        "quantity_latex": problem.quantity.latex(),
+        "definitions_latex": tuple(f"{latex(s)} = {latex(v)}" for s, v in
+                                   problem.unrolled.definitions if v is not None),
+        "claimed_latex": _source_rhs(parsed.source),
+        "seeds": problem.seeds,
+        "notes": tuple(notes),
+    }
+
+
+def _judge(parsed, problem: Problem, notes, diagnosis: bool, scalar_case: bool) -> Verdict:
+    base = _base(problem, parsed, notes)
+    try:
+        lowered = lower(parsed, problem.scope)
+    except ShapeError as err:
+        base["notes"] = tuple(notes + getattr(err, "notes", []))
+        return Verdict("wrong", shape_error=str(err),
+                       scalar_case=_scalar(parsed, problem, scalar_case), **base)
+    base["notes"] = tuple(notes + lowered.notes)
+    expr = lowered.expr
+    shape = problem.shape if expr is None else tuple(int(d) for d in expr.shape)
+    values = problem.values(expr)
+    if shape != problem.shape:
+        message = (f"the formula has shape {shape} but {problem.quantity} has shape "
+                   f"{problem.shape}")
+        slips = diagnose(parsed, problem, values) if diagnosis else ()
+        return Verdict("wrong", shape_error=message, diagnosis=_pairs(slips),
+                       scalar_case=_scalar(parsed, problem, scalar_case), **base)
+    bad = _counterexample(values, problem)
+    if bad is None:
+        symbolic = compare_symbolically(expr, problem.truth_expr, problem.unrolled)
+        return Verdict("correct", symbolic=symbolic, **base)
+    slips = diagnose(parsed, problem, values) if diagnosis else ()
+    return Verdict("wrong", counterexample=bad, diagnosis=_pairs(slips), **base)
+
+
+def _source_rhs(source: str) -> str:
+    """The claimed right-hand side as the user wrote it (LaTeX) or in \\texttt."""
+    rhs = source.rsplit("=", 1)[-1].strip()
+    if "\\" in rhs:
+        return rhs
+    return r"\texttt{" + "".join("\\" + c if c in "_{}&%#$^~" else c for c in rhs) + "}"
+
+
+def _pairs(slips) -> tuple[tuple[str, str], ...]:
+    return tuple((s.kind, s.message) for s in slips)
+
+
+def _counterexample(values, problem: Problem) -> Counterexample | None:
+    worst = None
+    for seed, claimed, true in zip(problem.seeds, values, problem.truth, strict=True):
+        if np.allclose(claimed, true, rtol=RTOL, atol=ATOL):
+            continue
+        diff = np.abs(claimed - true)
+        i, j = np.unravel_index(int(np.argmax(diff)), diff.shape)
+        if worst is None or diff[i, j] > worst[0]:
+            worst = (diff[i, j], Counterexample(seed, (int(i), int(j)), float(claimed[i, j]),
+                                                float(true[i, j])))
+    return None if worst is None else worst[1]
+
+
+def _scalar(parsed, problem: Problem, enabled: bool) -> Verdict | None:
+    spec = problem.spec
+    if not enabled or (spec.hidden_size, spec.input_size, spec.output_size) == (1, 1, 1):
+        return None
+    scalar_spec = spec.replace(hidden_size=1, input_size=1, output_size=1)
+    scalar = Problem(scalar_spec, problem.quantity, problem.T, instances=len(problem.seeds),
+                     seed=problem.seeds[0])
+    return _judge(parsed, scalar, [], True, False)

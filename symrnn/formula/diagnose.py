@@ -1,0 +1,206 @@
+"""The classic-slip catalogue: which mistake explains a wrong formula.
+
+Two moves, combined:
+
+* **fix the user's formula**: one mutation of its AST at a time — drop or add
+  a transpose, swap ⊙ and the matrix product, flip a sign, shift one time
+  index by ±1, widen a sum to its full range, drop a constant factor — plus
+  transposing the whole result;
+* **mutate the correct gradient**: the engine's gradient without the
+  activation-derivative factors, with only the local term of each δ_t (no
+  recursion through h_{t-1} … h_1), or both (:mod:`symrnn.formula.problem`).
+
+A (possibly fixed) formula that equals c × (a truth variant) on every
+instance is explained by the fix's slip, the variant's slips, and, for c ≠ 1,
+a sign flip (c = −1) or a wrong constant factor.  The explanation with the
+fewest slips wins; a mutation that changes nothing numerically is skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+from symrnn.errors import SymrnnError
+from symrnn.formula import nodes as N
+from symrnn.formula.lower import lower
+from symrnn.formula.problem import ATOL, RTOL, VARIANTS, Problem
+from symrnn.ops import ELEMENTWISE
+
+__all__ = ["SLIPS", "Slip", "diagnose", "candidate_fixes", "relation"]
+
+SLIPS: dict[str, str] = {
+    "transpose": "a missing or extra transpose",
+    "sign": "a sign flip",
+    "activation_derivative": "a missing activation-derivative factor",
+    "local_only": "only the local term at each step (the recursion is missing)",
+    "off_by_one": "an off-by-one time index",
+    "constant_factor": "a wrong constant factor",
+    "hadamard_matmul": "⊙ written where a matrix product belongs, or the reverse",
+    "sum_range": "a sum over the wrong range (truncation)",
+}
+"""Diagnosis classes → what the reader is told."""
+
+
+@dataclass(frozen=True)
+class Slip:
+    kind: str
+    detail: str
+
+    @property
+    def message(self) -> str:
+        return f"{SLIPS[self.kind]}: {self.detail}"
+
+
+def _swap(node: N.Prod) -> Iterator[tuple[Slip, N.Node]]:
+    text = N.render(node)
+    if node.op == "hadamard":
+        yield (Slip("hadamard_matmul", f"'{text}' uses ⊙ where a matrix product belongs"),
+               N.Prod("matmul", node.left, node.right))
+    elif node.op == "matmul":
+        yield (Slip("hadamard_matmul", f"'{text}' is a matrix product where ⊙ belongs"),
+               N.Prod("hadamard", node.left, node.right))
+
+
+def _fixes_at(node) -> Iterator[tuple[Slip, N.Node]]:
+    """Single-node mutations of the user's formula, with the slip each one repairs."""
+    text = N.render(node)
+    if isinstance(node, N.Transpose):
+        yield Slip("transpose", f"{text} has an extra transpose"), node.arg
+    if isinstance(node, (N.Sym, N.Prod, N.Call)) and not isinstance(node, N.Num):
+        yield Slip("transpose", f"{text} should be transposed"), N.Transpose(node)
+    if isinstance(node, N.Prod):
+        yield from _swap(node)
+        if node.op == "div":
+            yield Slip("constant_factor", f"the division in '{text}'"), node.left
+    if isinstance(node, N.Neg):
+        yield Slip("sign", f"the minus sign in '{text}'"), node.arg
+    if isinstance(node, N.Sub):
+        yield (Slip("sign", f"the sign of {N.render(node.right)} in '{text}'"),
+               N.Add(node.left, node.right))
+    if isinstance(node, N.Add):
+        yield (Slip("sign", f"the sign of {N.render(node.right)} in '{text}'"),
+               N.Sub(node.left, node.right))
+    if isinstance(node, N.Num) and node.value not in (0, 1):
+        yield Slip("constant_factor", f"the factor {node.value}"), N.Num(Fraction(1))
+    if isinstance(node, N.Sym) and isinstance(node.index, N.Time):
+        for by in (-1, 1):
+            new = N.Sym(node.base, node.index.shifted(by))
+            yield (Slip("off_by_one", f"{N.render(node)} where {N.render(new)} belongs"), new)
+    if isinstance(node, N.Big):
+        yield from _ranges(node)
+    if isinstance(node, N.Sym) and node.base == "delta" and isinstance(node.index, N.Time):
+        derivative = N.Call("f", N.Sym("a", node.index), derivative=True)
+        yield (Slip("activation_derivative", f"{text} needs the factor f'(a_{{{node.index}}})"),
+               N.Prod("hadamard", node, derivative))
+
+
+def _ranges(node: N.Big) -> Iterator[tuple[Slip, N.Node]]:
+    full_hi = N.Time("T") if node.hi.var in (None, "T") else N.Time(node.hi.var)
+    lo_fixed, hi_fixed = N.Time(None, 1), full_hi
+    for lo, hi in ((lo_fixed, node.hi), (node.lo, hi_fixed), (lo_fixed, hi_fixed)):
+        if (lo, hi) != (node.lo, node.hi):
+            yield (Slip("sum_range", f"\\{node.kind} over {node.var} = {node.lo}..{node.hi} "
+                        f"should run over {lo}..{hi}"),
+                   N.Big(node.kind, node.var, lo, hi, node.body))
+
+
+def candidate_fixes(formula: N.Formula) -> Iterator[tuple[Slip, N.Formula]]:
+    for path, node in N.walk(formula):
+        if not path:
+            continue
+        for slip, new in _fixes_at(node):
+            yield slip, N.replace_at(formula, path, new)
+
+
+def relation(u: list[np.ndarray], v: list[np.ndarray]) -> float | None:
+    """c with u = c v on every instance (entrywise, float64 tolerance), else None."""
+    if any(a.shape != b.shape for a, b in zip(u, v, strict=True)):
+        return None
+    uu = np.concatenate([a.ravel() for a in u])
+    vv = np.concatenate([b.ravel() for b in v])
+    scale = max(np.abs(vv).max(initial=0.0), np.abs(uu).max(initial=0.0), 1e-300)
+    if np.abs(vv).max(initial=0.0) < 1e-12 * scale:
+        return 1.0 if np.abs(uu).max(initial=0.0) < 1e-12 else None
+    c = float(uu @ vv / (vv @ vv))
+    if np.allclose(uu, c * vv, rtol=RTOL, atol=ATOL * scale) and abs(c) > 1e-9:
+        return c
+    return None
+
+
+def _factor_slips(c: float, T: int) -> list[Slip]:
+    if np.isclose(c, 1.0, rtol=RTOL):
+        return []
+    slips = []
+    if c < 0:
+        slips.append(Slip("sign", "the whole formula has the opposite sign"))
+    mag = abs(c)
+    if not np.isclose(mag, 1.0, rtol=RTOL):
+        named = {1 / T: "1/T", float(T): "T", 0.5: "1/2", 2.0: "2"}
+        label = next((v for k, v in named.items() if np.isclose(mag, k, rtol=RTOL)),
+                     str(Fraction(mag).limit_denominator(1000)))
+        slips.append(Slip("constant_factor", f"the formula is {label} times the gradient"))
+    return slips
+
+
+def _variant_slips(kind: str, problem: Problem) -> list[Slip]:
+    slips = []
+    if "no_deriv" in kind:
+        act = problem.spec.activation
+        slips.append(Slip("activation_derivative",
+                          f"the factor {act}'(a_t) = "
+                          f"{ELEMENTWISE[act].derivative_text} (h = h_t) is missing"))
+    if kind == "no_head_deriv":
+        slips.append(Slip("activation_derivative", "the output head's factor sigmoid'(z_t) = "
+                          "yhat_t * (1 - yhat_t) is missing from e_t"))
+    if "local_only" in kind:
+        states = problem.carry_states()
+        through = " and ".join([", ".join(states[:-1]), states[-1]] if len(states) > 1
+                               else states) or "earlier states"
+        slips.append(Slip("local_only", f"the recursion through {through} is missing"))
+    return slips
+
+
+def _candidates(formula: N.Formula | None, problem: Problem, values):
+    yield [], values
+    transposed = [a.T for a in values]
+    yield [Slip("transpose", "the whole result is transposed")], transposed
+    if formula is None:
+        return
+    for slip, fixed in candidate_fixes(formula):
+        try:
+            lowered = lower(fixed, problem.scope)
+            fixed_values = problem.values(lowered.expr)
+        except (SymrnnError, KeyError):
+            continue
+        if all(a.shape == b.shape and np.allclose(a, b, rtol=1e-12, atol=1e-14)
+               for a, b in zip(fixed_values, values, strict=True)):
+            continue
+        yield [slip], fixed_values
+
+
+def diagnose(formula: N.Formula | None, problem: Problem,
+             values: list[np.ndarray]) -> tuple[Slip, ...]:
+    """The smallest set of classic slips that explains ``values`` (empty: none found).
+
+    With ``formula`` None (a Python function's output) only whole-result slips
+    and the truth variants are tried.
+    """
+    best: list[Slip] | None = None
+    variants = [(k, problem.variant(k)) for k in VARIANTS]
+    for fix_slips, fixed in _candidates(formula, problem, values):
+        for kind, truth in variants:
+            if truth is None:
+                continue
+            c = relation(fixed, truth)
+            if c is None:
+                continue
+            slips = fix_slips + _variant_slips(kind, problem) + _factor_slips(c, problem.T)
+            if slips and (best is None or len(slips) < len(best)):
+                best = slips
+        if best is not None and len(best) == 1:
+            break
+    return tuple(best or ())

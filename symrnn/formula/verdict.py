@@ -1,0 +1,145 @@
+"""The result of a check: a frozen :class:`Verdict`, printable as text, JSON or LaTeX.
+
+``status`` is ``"correct"`` or ``"wrong"``.  A wrong verdict carries a
+:class:`Counterexample` (instance seed, entry, both values) when the formula
+evaluates, the clashing shapes when it is not conformable, and the
+diagnosis: the classic slips of :mod:`symrnn.formula.diagnose` that explain it.
+``correct`` is the engine's gradient (unrolled, in terms of named adjoints,
+with their definitions), the answer a reader should have written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Counterexample", "Verdict"]
+
+
+@dataclass(frozen=True)
+class Counterexample:
+    seed: int
+    entry: tuple[int, int]
+    claimed: float
+    true: float
+
+    def to_text(self, quantity: str) -> str:
+        i, j = self.entry
+        return (f"instance seed {self.seed}, entry {quantity}[{i}, {j}]: "
+                f"formula = {self.claimed:.6g}, true = {self.true:.6g}")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: str
+    quantity: str
+    formula: str
+    spec: dict
+    T: int
+    correct: tuple[str, ...]
+    """The correct gradient: first line ∂/∂θ = …, then 'where' definitions."""
+    correct_latex: str = ""
+    claimed_latex: str = ""
+    quantity_latex: str = ""
+    definitions_latex: tuple[str, ...] = ()
+    """LaTeX of the named adjoints the correct formula uses (e_3 = …, δ_3 = …)."""
+    counterexample: Counterexample | None = None
+    diagnosis: tuple[tuple[str, str], ...] = ()
+    """(class, message) pairs."""
+    shape_error: str | None = None
+    notes: tuple[str, ...] = ()
+    symbolic: str = "not run"
+    seeds: tuple[int, ...] = ()
+    scalar_case: Verdict | None = field(default=None)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "correct"
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    @property
+    def diagnosis_classes(self) -> tuple[str, ...]:
+        return tuple(kind for kind, _ in self.diagnosis)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "quantity": self.quantity,
+            "formula": self.formula,
+            "spec": self.spec,
+            "T": self.T,
+            "seeds": list(self.seeds),
+            "counterexample": None if self.counterexample is None else {
+                "seed": self.counterexample.seed,
+                "entry": list(self.counterexample.entry),
+                "formula_value": self.counterexample.claimed,
+                "true_value": self.counterexample.true,
+            },
+            "shape_error": self.shape_error,
+            "diagnosis": [{"class": k, "message": m} for k, m in self.diagnosis],
+            "correct": list(self.correct),
+            "symbolic": self.symbolic,
+            "notes": list(self.notes),
+            "scalar_case": None if self.scalar_case is None else self.scalar_case.to_dict(),
+        }
+
+    def to_text(self, indent: str = "") -> str:
+        lines = [f"{self.quantity}: {self.status.upper()} (T = {self.T}, "
+                 f"{_spec_line(self.spec)})", f"  formula: {self.formula}"]
+        if self.shape_error:
+            lines.append(f"  dimensions: {self.shape_error}")
+        if self.counterexample is not None:
+            lines.append("  counterexample: " + self.counterexample.to_text(self.quantity))
+        if self.ok:
+            lines.append(f"  numerically equal on instances {list(self.seeds)} "
+                         "(float64, rtol 1e-7); symbolic: " + self.symbolic)
+        if self.diagnosis:
+            lines.append("  diagnosis:")
+            lines += [f"    - {message}" for _, message in self.diagnosis]
+        elif not self.ok and self.counterexample is not None:
+            lines.append("  diagnosis: no single classic slip explains the difference")
+        if not self.ok:
+            lines.append("  correct:")
+            lines += [f"    {line}" for line in self.correct]
+        lines += [f"  note: {n}" for n in self.notes]
+        if self.scalar_case is not None:
+            lines.append("  in the scalar case (all sizes 1):")
+            lines += ["  " + line for line in self.scalar_case.to_text().splitlines()]
+        return "\n".join(indent + line for line in lines)
+
+    def to_latex(self) -> str:
+        """A short snippet: the claimed formula, the correct one, the diagnosis."""
+        claimed = self.claimed_latex or r"\text{(as written)}"
+        rows = [rf"\text{{claimed: }} & {self.quantity_latex} = {claimed}",
+                rf"\text{{correct: }} & {self.quantity_latex} = {self.correct_latex}"]
+        rows += [rf"& \quad {d}" for d in self.definitions_latex]
+        aligned = "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
+        verdict = r"\textbf{correct}" if self.ok else r"\textbf{wrong}"
+        items = [_latex_escape(m) for _, m in self.diagnosis]
+        if self.shape_error:
+            items.insert(0, "dimensions: " + _latex_escape(self.shape_error))
+        if self.scalar_case is not None and not self.scalar_case.ok:
+            items += ["in the scalar case (all sizes 1): " + _latex_escape(m)
+                      for _, m in self.scalar_case.diagnosis]
+        body = f"{verdict}\n$$\n{aligned}\n$$"
+        if items:
+            body += "\n\\begin{itemize}\n" + "\n".join(
+                f"  \\item {item}" for item in items) + "\n\\end{itemize}"
+        return body
+
+
+def _spec_line(spec: dict) -> str:
+    sizes = f"H={spec['hidden_size']}, D={spec['input_size']}, O={spec['output_size']}"
+    return (f"{spec['cell']} {spec['activation']}, head {spec['head']}, loss {spec['loss']}, "
+            f"{spec['topology']}, {sizes}")
+
+
+_ESCAPES = {"_": r"\_", "^": r"\^{}", "{": r"\{", "}": r"\}", "\\": r"\textbackslash{}",
+            "&": r"\&", "%": r"\%", "#": r"\#", "$": r"\$", "~": r"\~{}",
+            "⊙": r"$\odot$", "…": r"\dots{}"}
+
+
+def _latex_escape(text: str) -> str:
+    return "".join(_ESCAPES.get(ch, ch) for ch in text)

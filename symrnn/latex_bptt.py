@@ -1,0 +1,198 @@
+"""LaTeX sections on the rolled recurrence and what training does with it.
+
+* the rolled BPTT recurrence, valid for every T: e_t, δ_t = ∂L_t/∂h_t +
+  J_{t+1}ᵀ δ_{t+1} with δ_{T+1} = 0, and ∂L/∂θ = Σ_t summand_t;
+* truncated BPTT(k1, k2) as a change of that sum's range: at a chunk
+  boundary τ the sum runs over t = τ−k2+1..τ and δ is cut at the window
+  start (h_{τ−k2} is a constant); only the losses of the k1 new steps enter;
+* global gradient-norm clipping g ← g·G_max/‖g‖ when ‖g‖ > G_max;
+* the bound ‖∂h_t/∂h_k‖₂ ≤ (γ σ_max(W_hh))^{t−k}, γ = sup |f'| from
+  :data:`symrnn.ops.ELEMENTWISE`.
+
+As in :mod:`symrnn.latex_sections`, every formula is printed from the
+engine's recurrence and unrolled gradients; a section takes a
+:class:`~symrnn.latex_sections.Context` and returns LaTeX.
+"""
+
+from __future__ import annotations
+
+from sympy import MatrixSymbol, Symbol
+
+from symrnn.derive import derive_unrolled
+from symrnn.expr import T_SYMBOL, add, at_time, split_timed, timed
+from symrnn.jacobians import Diag, jacobian_factors, to_diag_form
+from symrnn.latex_sections import Context, display
+from symrnn.ops import ELEMENTWISE
+
+__all__ = ["SECTIONS", "recurrence_rows", "shift_times"]
+
+T_LAST = Symbol("T", integer=True, positive=True)
+TILDE_DELTA = r"\tilde{\delta}"
+
+
+def _sum(c: Context, name: str, summand) -> str:
+    lhs = c.d("L", c.name(name))
+    if summand is None:
+        return f"{lhs} &= 0"
+    if c.recurrence.summand_range(name) == "t=T":
+        return rf"{lhs} &= {c.tex(at_time(summand, T_LAST))}"
+    return rf"{lhs} &= \sum_{{t=1}}^{{T}} {c.tex(summand)}"
+
+
+def recurrence_rows(c: Context) -> list[str]:
+    """e_t, δ_t, δ_{T+1} = 0, every ∂L/∂θ as a sum over t, ∂L/∂h_0 (align rows)."""
+    rec = c.recurrence
+    error_sym, error = rec.output_error
+    rows = [rf"{c.tex(error_sym)} &= {c.tex(error)}"]
+    for state, (delta, expr) in rec.deltas.items():
+        local, carry = rec.local[state], rec.carry[state]
+        if rec.loss_at_every_step or local is None:
+            rows.append(rf"{c.tex(delta)} &= {c.tex(expr)}")
+            jac = add(to_diag_form(local), to_diag_form(carry))
+            if jac != expr:
+                rows.append(rf"&= {c.tex(jac)}")
+        else:
+            rows.append(rf"{c.tex(at_time(delta, T_LAST))} &= {c.tex(at_time(local, T_LAST))}")
+            rows.append(rf"{c.tex(delta)} &= {c.tex(carry)} \qquad (t < T)")
+    rows += [rf"{c.tex(at_time(d, T_LAST + 1))} &= 0" for d, _ in rec.deltas.values()]
+    rows += [_sum(c, name, summand) for name, summand in rec.gradients.items()]
+    rows += [rf"{c.d('L', f'{s}_{{0}}')} &= {c.tex(x)}" for s, x in rec.initial_state.items()]
+    return rows
+
+
+def recurrence_section(c: Context) -> str:
+    rec = c.recurrence
+    rows = recurrence_rows(c)
+    where = "every step" if rec.loss_at_every_step else "the last step only"
+    return (
+        "\\section{The rolled BPTT recurrence (every $T$)}\n"
+        "Derived once from one generic step $t$; $\\delta_t = \\partial L/\\partial h_t$ "
+        "collects everything that reaches $h_t$, from the loss at step $t$ and from step "
+        f"$t+1$. The loss sits at {where}. "
+        "Run $t = T, T-1, \\dots, 1$:\n"
+        f"{display(rows)}\n"
+    )
+
+
+def shift_times(expr, offset: int, rename: dict[str, str]):
+    """Move per-step symbols at integer times by ``offset``; rename bases (delta → δ̃)."""
+    if expr is None:
+        return None
+    mapping = {}
+    for sym in expr.atoms(MatrixSymbol):
+        parts = split_timed(sym)
+        if parts is not None and parts[1].lstrip("-").isdigit():
+            base = rename.get(parts[0], parts[0])
+            mapping[sym] = timed(base, int(parts[1]) + offset, *sym.shape)
+    return expr.xreplace(mapping)
+
+
+def _window_example(c: Context, k1: int, k2: int) -> str:
+    """The engine's gradient over one window, as TBPTT computes it at τ = 2 k1."""
+    if k2 > k1 or not c.recurrence.loss_at_every_step:
+        return ("(No worked window here: it is shown for $k_2 \\le k_1$ with a loss at "
+                "every step, where every loss in the window is new.)\n")
+    tau = 2 * k1
+    shift = tau - k2
+    u = derive_unrolled(c.spec, k2)
+    rename = {"delta": TILDE_DELTA}
+    rows = [rf"{c.tex(shift_times(s, shift, rename))} &= {c.tex(shift_times(x, shift, rename))}"
+            for s, x in u.definitions]
+    W = c.name("W_hh")
+    grad = shift_times(u.gradients["W_hh"], shift, rename)
+    rows.append(rf"g_{{{tau}}}({W}) &= {c.tex(grad)}")
+    return (
+        f"For $(k_1, k_2) = ({k1}, {k2})$ at the boundary $\\tau = {tau}$ the engine, run "
+        f"over the window $t = {shift + 1}, \\dots, {tau}$ with $h_{{{shift}}}$ as its "
+        "constant initial state, gives\n"
+        f"{display(rows)}\n"
+        f"Nothing reaches $h_{{{shift}}}$ or earlier steps: that is the truncation.\n"
+    )
+
+
+def tbptt_section(c: Context) -> str:
+    rec = c.recurrence
+    tilde = {rec.deltas["h"][0]: timed(TILDE_DELTA, "t", c.rows),
+             at_time(rec.deltas["h"][0], T_SYMBOL + 1): timed(TILDE_DELTA, "t+1", c.rows)}
+    local = c.tex(rec.local["h"])
+    carry = c.tex(rec.carry["h"].xreplace(tilde))
+    W = c.name("W_hh")
+    summand = c.tex(rec.gradients["W_hh"].xreplace(tilde))
+    rows = [
+        rf"g_{{\tau}}({W}) &= \sum_{{t=\max(1,\, \tau-k_2+1)}}^{{\tau}} {summand}",
+        rf"\tilde{{\delta}}_{{t}} &= \chi_{{t}}\, {local} + {carry}, \qquad "
+        rf"\tilde{{\delta}}_{{\tau+1}} = 0",
+    ]
+    example = _window_example(c, *c.tbptt) if c.tbptt else ""
+    return (
+        "\\section{Truncated BPTT with $(k_1, k_2)$}\n"
+        "Truncation changes the range of the sum, not the summand. The forward pass runs "
+        "$k_1$ steps at a time and carries $h$ across chunks; at each chunk boundary "
+        "$\\tau \\in \\{k_1, 2k_1, \\dots\\}$ the update uses, for every parameter "
+        "(shown for the recurrent weights),\n"
+        f"{display(rows)}\n"
+        "where $\\chi_t = 1$ when step $t$ carries a loss among the $k_1$ new steps "
+        "($\\tau - k_1 < t \\le \\tau$) and $0$ otherwise. So $t$ runs over the last $k_2$ "
+        "steps instead of $1, \\dots, T$, and $\\tilde\\delta$ is cut at the window start: "
+        "$h_{\\tau-k_2}$ is treated as a constant, so no gradient flows into it or into "
+        "earlier steps. With $k_1 = k_2 = T$ this is full BPTT.\n" + example
+    )
+
+
+def clipping_section(c: Context) -> str:
+    names = list(c.recurrence.gradients)
+    g = ", ".join(c.d("L", c.name(n)) for n in names)
+    norm = " + ".join(rf"\left\lVert {c.d('L', c.name(n))} \right\rVert_F^2" for n in names)
+    rows = [
+        rf"g &= \left({g}\right)",
+        rf"\lVert g \rVert &= \Bigl({norm}\Bigr)^{{1/2}}",
+        r"g &\leftarrow g \cdot \frac{G_{\max}}{\lVert g \rVert} \qquad "
+        r"\text{when } \lVert g \rVert > G_{\max}\text{; otherwise unchanged.}",
+    ]
+    return (
+        "\\section{Gradient-norm clipping}\n"
+        "The seed notes' remedy for exploding gradients, on the global norm of all "
+        "parameter gradients (after the sum over $t$, truncated or not):\n"
+        f"{display(rows)}\n"
+        "The clipped gradient keeps its direction and has norm $G_{\\max}$.\n"
+    )
+
+
+def bound_section(c: Context) -> str:
+    e = c.expansion
+    act = c.spec.activation
+    gamma = ELEMENTWISE[act].gamma
+    W = c.name("W_hh")
+    j = Symbol("j", integer=True)
+    jac = " ".join(c.tex(f) for f in jacobian_factors(e, j))
+    rows = [
+        rf"\frac{{\partial h_j}}{{\partial h_{{j-1}}}} = J_{{j}} &= {jac}",
+        r"\frac{\partial h_t}{\partial h_k} &= J_{t} J_{t-1} \cdots J_{k+1}",
+        rf"\left\lVert \frac{{\partial h_t}}{{\partial h_k}} \right\rVert_2 &\le "
+        rf"\prod_{{j=k+1}}^{{t}} \lVert J_j \rVert_2 \le "
+        rf"\bigl(\gamma\, \sigma_{{\max}}({W})\bigr)^{{t-k}}, \qquad "
+        rf"\gamma = \sup\lvert f'\rvert = {c.tex(gamma)} \text{{ for {act}}}",
+    ]
+    if e.local_derivative is None:
+        exact = (f"Here $J_j = {W}$ exactly (linear RNN), so $\\partial h_t/\\partial h_k = "
+                 f"{W}^{{t-k}}$ and its norm grows or decays like $\\rho({W})^{{t-k}}$, "
+                 f"$\\rho$ the spectral radius.\n")
+    else:
+        (diag,) = [f for f in jacobian_factors(e, j) if isinstance(f, Diag)]
+        exact = (f"The diagonal factor holds the activation's derivative: "
+                 f"$\\lVert {c.tex(diag)} \\rVert_2 \\le \\gamma$.\n")
+    return (
+        "\\section{The gradient bound and the regimes}\n"
+        "Every term of $\\partial L/\\partial\\theta$ that crosses from step $t$ back to "
+        "step $k$ carries the Jacobian product $\\partial h_t/\\partial h_k$, with the step "
+        "Jacobian from the engine:\n"
+        f"{display(rows)}\n" + exact +
+        f"If $\\gamma\\,\\sigma_{{\\max}}({W}) < 1$ the bound decays geometrically: "
+        "vanishing gradients are guaranteed. $\\gamma\\,\\sigma_{\\max} > 1$ is necessary "
+        "for exploding gradients but not sufficient (Pascanu, Mikolov and Bengio, 2013). "
+        "\\texttt{symrnn regimes} predicts the regime from the spectrum of the recurrent "
+        "matrix and measures the actual rate.\n"
+    )
+
+
+SECTIONS = [recurrence_section, tbptt_section, clipping_section, bound_section]

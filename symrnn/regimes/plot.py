@@ -1,0 +1,88 @@
+"""PNG plots of log‖∂L/∂h_k‖ against the lag T - k (matplotlib, Agg backend).
+
+* :func:`plot_sweep`: one solid line per radius (the first seed), the
+  predicted slope drawn dashed from the first fitted lag; an overflow is
+  marked with an ×.
+* :func:`plot_runs`: one line per labelled run (e.g. one per activation at
+  matched scale), with its predicted slope dashed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from symrnn.regimes.sweep import Run
+
+__all__ = ["plot_sweep", "plot_runs"]
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _draw(ax, run: Run, label: str, color) -> None:
+    logs = np.array(run.measurement.log_grad_norms)
+    lags = np.arange(len(logs))
+    finite = np.isfinite(logs)
+    ax.plot(lags[finite], logs[finite], color=color, lw=1.6, label=label)
+    start = run.measurement.fit_start
+    stop = run.measurement.fit_stop
+    if stop - start >= 2 and np.isfinite(run.row.predicted_rate):
+        span = np.arange(start, stop)
+        ax.plot(span, logs[start] + run.row.predicted_rate * (span - start),
+                color=color, lw=1.0, ls="--")
+    if run.measurement.exploded_at is not None:
+        k = run.measurement.exploded_at
+        last = logs[finite][-1] if finite.any() else 0.0
+        ax.plot([k], [last], marker="x", color=color, ms=9)
+
+
+def _finish(fig, ax, title: str, path: Path) -> Path:
+    ax.set_xlabel("lag T - k")
+    ax.set_ylabel("log ‖∂L/∂h_k‖")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, title="solid: measured, dashed: predicted", title_fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def plot_sweep(runs: Sequence[Run], path: str | Path, title: str) -> Path:
+    """One line per radius (first seed of each); returns the PNG path."""
+    plt = _pyplot()
+    first: dict[float, Run] = {}
+    for run in runs:
+        first.setdefault(run.row.radius, run)
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    colors = plt.cm.viridis(np.linspace(0, 0.9, max(len(first), 1)))
+    for (radius, run), color in zip(first.items(), colors, strict=True):
+        label = f"radius {radius:g}: measured {run.row.measured_rate:+.3f}/step"
+        _draw(ax, run, label, color)
+    try:
+        return _finish(fig, ax, title, path)
+    finally:
+        plt.close(fig)
+
+
+def plot_runs(runs: Sequence[Run], labels: Sequence[str], path: str | Path, title: str) -> Path:
+    """One line per run with the given labels; returns the PNG path."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    colors = plt.cm.tab10(np.arange(len(runs)) % 10)
+    for run, label, color in zip(runs, labels, colors, strict=True):
+        _draw(ax, run, f"{label}: {run.row.measured_rate:+.3f}/step", color)
+    try:
+        return _finish(fig, ax, title, path)
+    finally:
+        plt.close(fig)

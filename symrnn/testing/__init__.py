@@ -1,0 +1,45 @@
+"""pytest helpers: assert that a formula or a NumPy BPTT function is the right gradient.
+
+``assert_gradient_matches(fn_or_formula, spec, wrt="W_hh")`` raises
+``AssertionError`` whose message is the verdict's text: the counterexample
+(instance seed, entry, both values), the diagnosis and the correct gradient.
+``symrnn.testing.strategies`` holds hypothesis strategies for specs (imported
+on first use, so hypothesis is needed only by those who use it).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+from symrnn.formula.check import check_formula
+from symrnn.formula.function import Conventions, check_function
+from symrnn.formula.verdict import Verdict
+from symrnn.spec import Spec
+
+__all__ = ["Conventions", "assert_gradient_matches", "strategies"]
+
+
+def assert_gradient_matches(fn_or_formula: str | Callable, spec: Spec, *, wrt: str | None = None,
+                            T: int | None = None, conventions: Conventions | None = None,
+                            instances: int = 3, seed: int = 0) -> Verdict:
+    """Check a formula (text) or a function; raise AssertionError when it is wrong."""
+    if isinstance(fn_or_formula, str):
+        verdict = check_formula(fn_or_formula, spec, wrt=wrt, T=T, instances=instances,
+                                seed=seed)
+    elif callable(fn_or_formula):
+        verdict = check_function(fn_or_formula, spec, wrt=wrt or "W_hh",
+                                 conventions=conventions, T=T or 3, instances=instances,
+                                 seed=seed)
+    else:
+        raise TypeError("expected a formula string or a callable, got "
+                        f"{type(fn_or_formula).__name__}")
+    if not verdict.ok:
+        raise AssertionError("gradient mismatch\n" + verdict.to_text())
+    return verdict
+
+
+def __getattr__(name: str):
+    if name == "strategies":
+        return importlib.import_module("symrnn.testing.strategies")
+    raise AttributeError(f"module 'symrnn.testing' has no attribute {name!r}")

@@ -1,0 +1,77 @@
+"""Spec validation: every bad input is a SpecError naming field, value and choices."""
+
+from __future__ import annotations
+
+import pytest
+
+from symrnn.errors import SpecError
+from symrnn.spec import DEFAULT_SPEC, Spec, check_T, load_spec
+
+
+def test_default_spec_is_the_textbook_elman_rnn():
+    assert (DEFAULT_SPEC.cell, DEFAULT_SPEC.activation, DEFAULT_SPEC.head) == (
+        "elman", "tanh", "identity")
+    assert (DEFAULT_SPEC.loss, DEFAULT_SPEC.topology) == ("mse", "many_to_many")
+    assert DEFAULT_SPEC.is_concrete and DEFAULT_SPEC.bias
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("activation", "tnah", r"unknown activation 'tnah'; did you mean 'tanh'\?"),
+        ("cell", "lstn", r"unknown cell 'lstn'; did you mean 'lstm'\?"),
+        ("head", "softmx", r"did you mean 'softmax'\?"),
+        ("loss", "cross_entropyy", r"did you mean 'cross_entropy'\?"),
+        ("topology", "many_to_none", r"unknown topology .*allowed: many_to_many, many_to_one"),
+        ("activation", "zzz", r"unknown activation 'zzz' \(allowed: tanh, relu"),
+    ],
+)
+def test_unknown_names_suggest_a_close_match(field, value, message):
+    with pytest.raises(SpecError, match=message):
+        Spec(**{field: value})
+
+
+@pytest.mark.parametrize("size", [0, -3, "0", "-1"])
+def test_non_positive_sizes_are_rejected(size):
+    with pytest.raises(SpecError, match="hidden_size must be a positive integer"):
+        Spec(hidden_size=size)
+
+
+def test_symbolic_sizes_are_names():
+    spec = Spec(hidden_size="H", input_size="D", output_size=4)
+    assert spec.hidden_size == "H" and not spec.is_concrete
+    with pytest.raises(SpecError, match="symbol name"):
+        Spec(hidden_size="H!")
+    assert Spec(hidden_size="7").hidden_size == 7
+
+
+def test_cross_entropy_needs_softmax():
+    with pytest.raises(SpecError, match="loss 'cross_entropy' needs head 'softmax'"):
+        Spec(loss="cross_entropy", head="identity")
+    assert Spec(loss="cross_entropy", head="softmax").loss == "cross_entropy"
+
+
+def test_gated_cells_fix_their_activation():
+    with pytest.raises(SpecError, match="activation must be 'tanh'"):
+        Spec(cell="lstm", activation="relu")
+
+
+@pytest.mark.parametrize("T", [0, -1, "x", 1.5])
+def test_T_must_be_positive_integer(T):
+    with pytest.raises(SpecError, match="T must be a positive integer"):
+        check_T(T)
+
+
+def test_toml_round_trip_and_unknown_keys(tmp_path):
+    path = tmp_path / "spec.toml"
+    path.write_text('[spec]\nactivation = "relu"\nhidden-size = 5\nbias = false\n')
+    spec = load_spec(path, head="sigmoid")
+    assert (spec.activation, spec.hidden_size, spec.bias, spec.head) == ("relu", 5, False, "sigmoid")
+    path.write_text('[spec]\nactivaton = "relu"\n')
+    with pytest.raises(SpecError, match="unknown field 'activaton'.*did you mean 'activation'"):
+        load_spec(path)
+    path.write_text("[spec\n")
+    with pytest.raises(SpecError, match="not valid TOML"):
+        load_spec(path)
+    with pytest.raises(SpecError, match="spec file not found"):
+        load_spec(tmp_path / "missing.toml")
