@@ -6,8 +6,7 @@ from symrnn.errors import FormulaError, MissingRuleError, ShapeError, SpecError,
 from symrnn.formula import check_formula
 from symrnn.graph import unroll
 from symrnn.spec import DEFAULT_SPEC, Spec, load_spec
-
-__version__ = "0.1.0"
+from symrnn.version import __version__
 
 __all__ = [
     "DEFAULT_SPEC",

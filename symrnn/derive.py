@@ -78,7 +78,7 @@ class Backprop:
     """Reverse mode over a list of blocks, from seeds {symbol: adjoint}."""
 
     def __init__(self, seeds: dict):
-        self.adjoints: dict = dict(seeds)
+        self._terms: dict = {var: [value] for var, value in seeds.items()}
         self.steps: list[Step] = []
         self.definitions: list[tuple[MatrixSymbol, object]] = []
         self._reuse: dict = {}
@@ -92,20 +92,25 @@ class Backprop:
             for var, name in block.name_before.items():
                 self._name(var, name)
             for eq in reversed(block.equations):
-                adjoint = self.adjoints.get(eq.lhs)
+                adjoint = self.adjoint(eq.lhs)
                 if adjoint is not None:
                     self._push(eq.rhs, adjoint, eq.lhs, eq.lhs)
         return self
 
+    def adjoint(self, var):
+        """The adjoint accumulated so far (a sum of contributions), or None."""
+        terms = self._terms.get(var)
+        return add(*terms) if terms else None
+
     def _name(self, var, name: MatrixSymbol) -> None:
-        value = self.adjoints.get(var)
+        value = self.adjoint(var)
         self.definitions.append((name, self.reuse(value)))
         if value is not None:
-            self.adjoints[var] = name
+            self._terms[var] = [name]
 
     def _push(self, node, adjoint, out, target) -> None:
         if isinstance(node, MatrixSymbol):
-            self.adjoints[node] = add(self.adjoints.get(node), adjoint)
+            self._terms.setdefault(node, []).append(adjoint)
             return
         rule = rule_for(node)
         contributions = tuple(
@@ -120,7 +125,7 @@ class Backprop:
         return None if expr is None else expr.xreplace(self._reuse)
 
     def gradient(self, symbol: MatrixSymbol):
-        return self.reuse(self.adjoints.get(symbol))
+        return self.reuse(self.adjoint(symbol))
 
 
 def adjoint_symbol(spec: Spec, state: str, time, rows) -> MatrixSymbol:

@@ -68,7 +68,7 @@ SOURCE_DATE_EPOCH = "0"
 
 
 def _version() -> str:
-    from symrnn import __version__  # at call time: symrnn/__init__ may still be importing
+    from symrnn.version import __version__
 
     return __version__
 

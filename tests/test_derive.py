@@ -48,7 +48,8 @@ def test_activation_derivatives_read_the_stored_output(activation, summand):
         ("identity", "mse", "yhat_{t} - y_{t}"),
         ("sigmoid", "mse", "(yhat_{t} - y_{t}) * yhat_{t} * (1 - yhat_{t})"),
         ("softmax", "cross_entropy", "yhat_{t} - y_{t}"),
-        ("softmax", "mse", "yhat_{t} * (yhat_{t} - y_{t}) - yhat_{t} @ yhat_{t}.T @ (yhat_{t} - y_{t})"),
+        ("softmax", "mse",
+         "yhat_{t} * (yhat_{t} - y_{t}) - yhat_{t} @ yhat_{t}.T @ (yhat_{t} - y_{t})"),
     ],
 )
 def test_output_error_per_head_and_loss(head, loss, error):

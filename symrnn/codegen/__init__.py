@@ -38,7 +38,7 @@ DEFAULT_PASSES: tuple[str, ...] = tuple(PASSES)
 
 
 def _version() -> str:
-    from symrnn import __version__
+    from symrnn.version import __version__
 
     return __version__
 

@@ -11,6 +11,7 @@ was generated from.
 
 from __future__ import annotations
 
+from symrnn.cells import cell_for, head_params
 from symrnn.codegen.lower import Lowered
 from symrnn.codegen.passes import Context, run_passes
 from symrnn.codegen.printer import Backend, Printer
@@ -98,8 +99,10 @@ def _wrap(command: str, width: int = 88) -> str:
 
 
 def _shape(spec, name: str) -> tuple[int, ...]:
+    """Biases are 1-D (n,), weights 2-D (rows, cols), as torch.nn.RNN stores them."""
     rows, cols = parameters(spec)[name].shape
-    return (int(rows),) if int(cols) == 1 else (int(rows), int(cols))
+    biases = {p.name for p in (*cell_for(spec).params, *head_params()) if p.is_bias}
+    return (int(rows),) if name in biases else (int(rows), int(cols))
 
 
 def _allowed_y(spec) -> str:

@@ -7,7 +7,8 @@
   an array, so a reused value is never stale.
 * :func:`inplace` — writes into preallocated buffers instead of allocating:
   ``buf = f(a @ W + c)`` becomes ``matmul(a, W, out=buf); buf += c;
-  f(buf, out=buf)`` and ``buf = a @ W`` becomes ``matmul(a, W, out=buf)``,
+  f(buf, out=buf)`` (or one fused ``addmm(c, a, W, out=buf)`` where the
+  backend's table has ``addmm_out``) and ``buf = a @ W`` becomes ``matmul(a, W, out=buf)``,
   only when ``buf`` is a known buffer that the right-hand side does not read.
 
 * :func:`dead_code` — drops assignments whose value nothing reads in the
@@ -116,7 +117,7 @@ def _aliases(value: ir.Node, target: ir.Node) -> bool:
     return name in bare
 
 
-def _rewrite(stmt: ir.Stmt, buffers: frozenset[str]) -> list[ir.Stmt]:
+def _rewrite(stmt: ir.Stmt, buffers: frozenset[str], fused: bool) -> list[ir.Stmt]:
     if not isinstance(stmt, ir.Assign):
         return [stmt]
     name = _target_name(stmt.target)
@@ -129,9 +130,13 @@ def _rewrite(stmt: ir.Stmt, buffers: frozenset[str]) -> list[ir.Stmt]:
         return [ir.Expr(ir.op("matmul_out", *value.args, target), stmt.comment)]
     if isinstance(value, ir.Op) and value.key == "add" and isinstance(value.args[0], ir.Op) \
             and value.args[0].key == "matmul":
-        out: list[ir.Stmt] = [ir.Expr(ir.op("matmul_out", *value.args[0].args, target),
-                                      stmt.comment),
-                              ir.AugAssign(target, "+", value.args[1])]
+        product = value.args[0].args
+        if fused:  # one call: target = c + a @ b
+            out: list[ir.Stmt] = [ir.Expr(ir.op("addmm_out", value.args[1], *product, target),
+                                          stmt.comment)]
+        else:
+            out = [ir.Expr(ir.op("matmul_out", *product, target), stmt.comment),
+                   ir.AugAssign(target, "+", value.args[1])]
         if fn is not None:
             out.append(ir.Expr(ir.op(fn, target)))
         return out
@@ -142,7 +147,7 @@ def inplace(fn: ir.FunctionDef, ctx: Context) -> ir.FunctionDef:
     def block(body: tuple[ir.Stmt, ...]) -> tuple[ir.Stmt, ...]:
         out: list[ir.Stmt] = []
         for stmt in body:
-            out += _rewrite(stmt, ctx.buffers)
+            out += _rewrite(stmt, ctx.buffers, "addmm_out" in ctx.printer.target.table)
         return tuple(out)
 
     return ir.map_body((fn,), block)[0]

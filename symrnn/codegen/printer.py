@@ -173,6 +173,7 @@ TORCH = Backend(
         "time_major": "_time_major({0})",
         "batch_first": "{0}.transpose(0, 1)",
         "matmul_out": "torch.matmul({0}, {1}, out={2})",
+        "addmm_out": "torch.addmm({0}, {1}, {2}, out={3})",
         "tanh_": "torch.tanh({0}, out={0})",
         "sigmoid_": "torch.sigmoid({0}, out={0})",
         "relu_": "torch.clamp({0}, min=0, out={0})",
