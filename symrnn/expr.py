@@ -52,11 +52,16 @@ __all__ = [
 
 T_SYMBOL = sympy.Symbol("t", integer=True)
 _TIMED = re.compile(r"^(?P<base>.+)_\{(?P<time>[^{}]+)\}$")
+_TIME = re.compile(r"^(?P<var>[A-Za-z])(?P<offset>[+-]\d+)?$")
+"""A symbolic time: a letter with an integer offset (t, t+1, T-1); parsed, never evaluated."""
 
 
 def format_time(time) -> str:
     """``t+1`` → 't+1', ``3`` → '3' (no spaces, stable)."""
-    return str(sympy.sympify(time)).replace(" ", "")
+    text = str(time).replace(" ", "")
+    if isinstance(time, str) and not (_TIME.match(text) or text.lstrip("-").isdigit()):
+        raise ValueError(f"not a time index: {time!r} (expected t, t+1, T-1 or an integer)")
+    return text
 
 
 def timed(base: str, time, rows, cols=1) -> MatrixSymbol:
@@ -77,8 +82,9 @@ def at_time(expr, time):
     mapping = {}
     for sym in expr.atoms(MatrixSymbol):
         parts = split_timed(sym)
-        if parts is not None and "t" in parts[1]:
-            shifted = sympy.sympify(parts[1], locals={"t": T_SYMBOL}).subs(T_SYMBOL, time)
+        match = _TIME.match(parts[1]) if parts is not None else None
+        if match and match["var"] == "t":
+            shifted = sympy.sympify(time) + int(match["offset"] or 0)
             mapping[sym] = timed(parts[0], shifted, *sym.shape)
     return expr.xreplace(mapping)
 

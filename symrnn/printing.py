@@ -34,91 +34,81 @@ class Notation:
     hadamard: str = r"\odot"
 
 
-class TextPrinter(StrPrinter):
-    def __init__(self, notation: Notation):
-        super().__init__()
-        self.notation = notation
+class _MatrixSyntax:
+    """Printing of matrix expressions shared by both targets.
+
+    A target differs only by its table: the product and Hadamard separators,
+    the parentheses, the transpose and the ones/zeros symbols.
+    """
+
+    PRODUCT = " @ "
+    HADAMARD = " * "
+    OPEN, CLOSE = "(", ")"
+    TRANSPOSE = "{}.T"
+    ONES, ZEROS = "1", "0"
+    COEFF = "{}*"
+
+    notation: Notation
 
     def _wrap(self, arg, compound=_COMPOUND) -> str:
         out = self._print(arg)
         if isinstance(arg, compound) or (isinstance(arg, MatMul) and arg.args[0] == -1):
-            return f"({out})"
+            return f"{self.OPEN}{out}{self.CLOSE}"
         return out
+
+    def _print_MatAdd(self, expr) -> str:
+        return _join_sum(self, expr)
+
+    def _print_MatMul(self, expr) -> str:
+        coeff, mats = expr.as_coeff_matrices()
+        body = self.PRODUCT.join(self._wrap(m, (MatAdd, HadamardProduct)) for m in mats)
+        if coeff == 1:
+            return body
+        if coeff == -1:
+            return f"-{body}"
+        return self.COEFF.format(self._print(coeff)) + body
+
+    def _print_HadamardProduct(self, expr) -> str:
+        return self.HADAMARD.join(self._wrap(a, (MatAdd, MatMul)) for a in expr.args)
+
+    def _print_Transpose(self, expr) -> str:
+        inner = self._print(expr.arg)
+        if not isinstance(expr.arg, MatrixSymbol):
+            inner = f"{self.OPEN}{inner}{self.CLOSE}"
+        return self.TRANSPOSE.format(inner)
+
+    def _print_OneMatrix(self, expr) -> str:
+        return self.ONES
+
+    def _print_ZeroMatrix(self, expr) -> str:
+        return self.ZEROS
+
+
+class TextPrinter(_MatrixSyntax, StrPrinter):
+    def __init__(self, notation: Notation):
+        super().__init__()
+        self.notation = notation
 
     def _print_MatrixSymbol(self, expr) -> str:
         if self.notation.aliases and expr.name in _PARAM_ALIAS:
             return _PARAM_ALIAS[expr.name]
         return expr.name
 
-    def _print_MatAdd(self, expr) -> str:
-        return _join_sum(self, expr)
 
-    def _print_MatMul(self, expr) -> str:
-        coeff, mats = expr.as_coeff_matrices()
-        body = " @ ".join(self._wrap(m, (MatAdd, HadamardProduct)) for m in mats)
-        if coeff == 1:
-            return body
-        if coeff == -1:
-            return f"-{body}"
-        return f"{self._print(coeff)}*{body}"
+class SymrnnLatexPrinter(_MatrixSyntax, LatexPrinter):
+    PRODUCT = " "
+    OPEN, CLOSE = r"\left(", r"\right)"
+    TRANSPOSE = "{}^{{\\top}}"
+    ONES, ZEROS = r"\mathbf{1}", r"\mathbf{0}"
+    COEFF = "{} "
 
-    def _print_HadamardProduct(self, expr) -> str:
-        return " * ".join(self._wrap(a, (MatAdd, MatMul)) for a in expr.args)
-
-    def _print_Transpose(self, expr) -> str:
-        inner = self._print(expr.arg)
-        if not isinstance(expr.arg, MatrixSymbol):
-            inner = f"({inner})"
-        return f"{inner}.T"
-
-    def _print_OneMatrix(self, expr) -> str:
-        return "1"
-
-    def _print_ZeroMatrix(self, expr) -> str:
-        return "0"
-
-
-class SymrnnLatexPrinter(LatexPrinter):
     def __init__(self, notation: Notation):
         super().__init__({"mat_symbol_style": "plain"})
         self.notation = notation
-
-    def _wrap(self, arg, compound=_COMPOUND) -> str:
-        out = self._print(arg)
-        if isinstance(arg, compound) or (isinstance(arg, MatMul) and arg.args[0] == -1):
-            return rf"\left({out}\right)"
-        return out
+        self.HADAMARD = f" {notation.hadamard} "
 
     def _print_MatrixSymbol(self, expr) -> str:
         return symbol_latex(expr.name, self.notation)
-
-    def _print_MatAdd(self, expr) -> str:
-        return _join_sum(self, expr)
-
-    def _print_MatMul(self, expr) -> str:
-        coeff, mats = expr.as_coeff_matrices()
-        body = " ".join(self._wrap(m, (MatAdd, HadamardProduct)) for m in mats)
-        if coeff == 1:
-            return body
-        if coeff == -1:
-            return f"-{body}"
-        return f"{self._print(coeff)} {body}"
-
-    def _print_HadamardProduct(self, expr) -> str:
-        op = f" {self.notation.hadamard} "
-        return op.join(self._wrap(a, (MatAdd, MatMul)) for a in expr.args)
-
-    def _print_Transpose(self, expr) -> str:
-        inner = self._print(expr.arg)
-        if not isinstance(expr.arg, MatrixSymbol):
-            inner = rf"\left({inner}\right)"
-        return rf"{inner}^{{\top}}"
-
-    def _print_OneMatrix(self, expr) -> str:
-        return r"\mathbf{1}"
-
-    def _print_ZeroMatrix(self, expr) -> str:
-        return r"\mathbf{0}"
 
 
 def _negated(term):

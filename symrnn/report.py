@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from symrnn.codegen.demo import codegen_section
 from symrnn.derive import derive
 from symrnn.describe import recurrence_text, unrolled_text
 from symrnn.formula.report import formula_section
@@ -35,6 +36,7 @@ SECTIONS: list[tuple[str, Section]] = [
     ("latex", latex_section),
     ("regimes", regimes_section),
     ("formula check", formula_section),
+    ("codegen", codegen_section),
 ]
 
 

@@ -1,0 +1,267 @@
+"""Forward + backward of an Elman tanh RNN with a linear head and MSE, six ways.
+
+Methods (one process, ``torch.set_num_threads(2)``, median of repeats):
+
+* ``autograd-loop``  torch autograd, Python loop over steps (head per step)
+* ``nn.RNN``         torch.nn.RNN + nn.Linear, autograd
+* ``hand-numpy``     hand-written NumPy BPTT (below: hoisted input projection,
+                     stacked weight gradients, in-place loop)
+* ``hand-torch``     the same hand-written BPTT in torch, no autograd
+* ``gen-numpy``      symrnn-generated NumPy module
+* ``gen-torch``      symrnn-generated torch module
+
+Loss L = ½ Σ_{b,t} ‖W_hy h_t + b_y − y_t‖².  FLOPs counted for one
+forward + backward (matrix products only, no dL/dx):
+2·T·B·(2·D·H + 3·H·H + 3·H·O).  The GEMM-bound time is those FLOPs at the
+large-matrix-product rate measured in the same run (best of NumPy and torch).
+Peak memory: tracemalloc peak of one NumPy forward + backward.
+
+Usage: ``python bench/bench_bptt.py [--quick] [--dtype float32|float64|both]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import tracemalloc
+
+import numpy as np
+import torch
+
+from symrnn import Spec
+from symrnn import compile as symrnn_compile
+
+CONFIGS = [(1, 8, 32, 8, 100), (32, 16, 64, 16, 100), (32, 64, 256, 64, 100),
+           (64, 128, 512, 128, 200), (16, 32, 128, 32, 1000)]
+NAMES = ("W_hh", "W_xh", "b_h", "W_hy", "b_y")
+
+
+def flops(B, D, H, O, T) -> float:  # noqa: E741
+    return 2.0 * T * B * (2 * D * H + 3 * H * H + 3 * H * O)
+
+
+# ------------------------------------------------------------------ hand-written
+
+
+def hand_numpy(p, x, y):
+    W_hh, W_xh, b_h, W_hy, b_y = (p[n] for n in NAMES)
+    B, T, D = x.shape
+    H = W_hh.shape[0]
+    xs = np.ascontiguousarray(x.transpose(1, 0, 2)).reshape(T * B, D)
+    ys = np.ascontiguousarray(y.transpose(1, 0, 2)).reshape(T * B, -1)
+    pre = (xs @ W_xh.T + b_h).reshape(T, B, H)
+    hs = np.empty((T + 1, B, H), dtype=x.dtype)
+    hs[0] = 0
+    for t in range(T):
+        np.matmul(hs[t], W_hh.T, out=hs[t + 1])
+        hs[t + 1] += pre[t]
+        np.tanh(hs[t + 1], out=hs[t + 1])
+    h_all = hs[1:].reshape(T * B, H)
+    err = h_all @ W_hy.T + b_y - ys
+    loss = 0.5 * float((err * err).sum())
+    dh = (err @ W_hy).reshape(T, B, H)
+    da = (1 - h_all * h_all).reshape(T, B, H)
+    dnext = np.zeros((B, H), dtype=x.dtype)
+    for t in range(T - 1, -1, -1):
+        dh[t] += dnext
+        da[t] *= dh[t]
+        np.matmul(da[t], W_hh, out=dnext)
+    da2 = da.reshape(T * B, H)
+    grads = {"W_hh": da2.T @ hs[:-1].reshape(T * B, H), "W_xh": da2.T @ xs,
+             "b_h": da2.sum(0), "W_hy": err.T @ h_all, "b_y": err.sum(0)}
+    return loss, grads
+
+
+@torch.no_grad()
+def hand_torch(p, x, y):
+    W_hh, W_xh, b_h, W_hy, b_y = (p[n] for n in NAMES)
+    B, T, D = x.shape
+    H = W_hh.shape[0]
+    xs = x.transpose(0, 1).reshape(T * B, D)
+    ys = y.transpose(0, 1).reshape(T * B, -1)
+    pre = torch.addmm(b_h, xs, W_xh.T).view(T, B, H)
+    hs = torch.empty((T + 1, B, H), dtype=x.dtype)
+    hs[0] = 0
+    for t in range(T):
+        torch.addmm(pre[t], hs[t], W_hh.T, out=hs[t + 1])
+        hs[t + 1].tanh_()
+    h_all = hs[1:].view(T * B, H)
+    err = torch.addmm(b_y, h_all, W_hy.T) - ys
+    loss = 0.5 * float((err * err).sum())
+    dh = (err @ W_hy).view(T, B, H)
+    da = (1 - h_all * h_all).view(T, B, H)
+    dnext = torch.zeros((B, H), dtype=x.dtype)
+    for t in range(T - 1, -1, -1):
+        dh[t] += dnext
+        da[t] *= dh[t]
+        torch.matmul(da[t], W_hh, out=dnext)
+    da2 = da.view(T * B, H)
+    grads = {"W_hh": da2.T @ hs[:-1].reshape(T * B, H), "W_xh": da2.T @ xs,
+             "b_h": da2.sum(0), "W_hy": err.T @ h_all, "b_y": err.sum(0)}
+    return loss, grads
+
+
+def autograd_loop(p, x, y):
+    q = {k: v.detach().requires_grad_(True) for k, v in p.items()}
+    B, T, _ = x.shape
+    h = torch.zeros((B, q["W_hh"].shape[0]), dtype=x.dtype)
+    loss = 0
+    for t in range(T):
+        h = torch.tanh(x[:, t] @ q["W_xh"].T + h @ q["W_hh"].T + q["b_h"])
+        z = h @ q["W_hy"].T + q["b_y"]
+        loss = loss + 0.5 * ((z - y[:, t]) ** 2).sum()
+    loss.backward()
+    return float(loss.detach()), {k: v.grad for k, v in q.items()}
+
+
+class TorchRNN:
+    def __init__(self, p, dtype):
+        H, D = p["W_xh"].shape
+        self.rnn = torch.nn.RNN(D, H, batch_first=True, dtype=dtype)
+        self.lin = torch.nn.Linear(H, p["W_hy"].shape[0], dtype=dtype)
+        with torch.no_grad():
+            self.rnn.weight_hh_l0.copy_(p["W_hh"])
+            self.rnn.weight_ih_l0.copy_(p["W_xh"])
+            self.rnn.bias_ih_l0.copy_(p["b_h"])
+            self.rnn.bias_hh_l0.zero_()
+            self.lin.weight.copy_(p["W_hy"])
+            self.lin.bias.copy_(p["b_y"])
+
+    def __call__(self, p, x, y):
+        for prm in (*self.rnn.parameters(), *self.lin.parameters()):
+            prm.grad = None
+        out, _ = self.rnn(x)
+        loss = 0.5 * ((self.lin(out) - y) ** 2).sum()
+        loss.backward()
+        grads = {"W_hh": self.rnn.weight_hh_l0.grad, "W_xh": self.rnn.weight_ih_l0.grad,
+                 "b_h": self.rnn.bias_ih_l0.grad, "W_hy": self.lin.weight.grad,
+                 "b_y": self.lin.bias.grad}
+        return float(loss), grads
+
+
+# ------------------------------------------------------------------ timing
+
+
+def median_ms(fn, budget_s: float, min_reps: int, max_reps: int) -> float:
+    fn()  # warm-up
+    times = []
+    start = time.perf_counter()
+    while len(times) < min_reps or (time.perf_counter() - start < budget_s
+                                    and len(times) < max_reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(times)
+
+
+def gemm_gflops(dtype: str) -> float:
+    n = 2048
+    a = np.random.default_rng(0).normal(size=(n, n)).astype(dtype)
+    b = a.T.copy()
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    best = 0.0
+    for fn in (lambda: a @ b, lambda: ta @ tb):
+        ms = median_ms(fn, 1.0, 3, 10)
+        best = max(best, 2 * n ** 3 / (ms * 1e-3) / 1e9)
+    return best
+
+
+def numpy_peak_mb(fn) -> float:
+    tracemalloc.start()
+    fn()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return peak / 2 ** 20
+
+
+def check_agreement(results: dict, reference: dict, dtype: str) -> None:
+    tol = 1e-3 if dtype == "float32" else 1e-9
+    for method, grads in results.items():
+        for name in NAMES:
+            g = np.asarray(grads[name].detach() if torch.is_tensor(grads[name]) else grads[name],
+                           dtype=np.float64)
+            r = np.asarray(reference[name], dtype=np.float64)
+            err = np.abs(g - r).max() / max(np.abs(r).max(), 1e-30)
+            if err > tol:
+                raise SystemExit(f"{method}: dL/d{name} disagrees with hand-numpy ({err:.2e})")
+
+
+def run_config(cfg, dtype: str, quick: bool, gemm: float) -> dict:
+    B, D, H, O, T = cfg  # noqa: E741
+    spec = Spec(hidden_size=H, input_size=D, output_size=O)
+    gen_np, gen_t = symrnn_compile(spec, "numpy"), symrnn_compile(spec, "torch")
+    rng = np.random.default_rng(0)
+    p = {n: (rng.normal(size=s) / np.sqrt(s[-1])).astype(dtype)
+         for n, s in gen_np.PARAM_SHAPES.items()}
+    x = rng.normal(size=(B, T, D)).astype(dtype)
+    y = rng.normal(size=(B, T, O)).astype(dtype)
+    pt = {k: torch.from_numpy(v) for k, v in p.items()}
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    rnn = TorchRNN(pt, getattr(torch, dtype))
+    methods = {
+        "autograd-loop": lambda: autograd_loop(pt, xt, yt),
+        "nn.RNN": lambda: rnn(pt, xt, yt),
+        "hand-numpy": lambda: hand_numpy(p, x, y),
+        "hand-torch": lambda: hand_torch(pt, xt, yt),
+        "gen-numpy": lambda: gen_np.loss_and_grad(p, x, y),
+        "gen-torch": lambda: gen_t.loss_and_grad(pt, xt, yt),
+    }
+    reference = hand_numpy(p, x, y)[1]
+    check_agreement({m: fn()[1] for m, fn in methods.items()}, reference, dtype)
+    budget, lo, hi = (0.5, 3, 10) if quick else (2.0, 5, 30)
+    ms = {m: median_ms(fn, budget, lo, hi) for m, fn in methods.items()}
+    row = {"config": cfg, "dtype": dtype, "ms": ms, "flops": flops(*cfg),
+           "gemm_bound_ms": flops(*cfg) / (gemm * 1e9) * 1e3,
+           "peak_mb": {m: numpy_peak_mb(methods[m]) for m in ("hand-numpy", "gen-numpy")},
+           "stored_mb": (T + 1) * B * H * np.dtype(dtype).itemsize / 2 ** 20}
+    return row
+
+
+def format_rows(rows: list[dict], gemm: dict) -> str:
+    cols = ["autograd-loop", "nn.RNN", "hand-numpy", "hand-torch", "gen-numpy", "gen-torch"]
+    lines = ["| (B, D, H, O, T) | dtype | " + " | ".join(cols)
+             + " | gen-np / hand-np | gen-t / hand-t | gen-t / nn.RNN | best gen GFLOP/s "
+               "| GEMM-bound | best gen / bound | peak MB gen-np (hand-np; h_t store) |",
+             "|" + "---|" * (len(cols) + 9)]
+    for r in rows:
+        ms = r["ms"]
+        best = min(ms["gen-numpy"], ms["gen-torch"])
+        cells = [f"{ms[c]:.2f}" for c in cols]
+        lines.append(
+            f"| {r['config']} | {r['dtype']} | " + " | ".join(cells)
+            + f" | {ms['gen-numpy'] / ms['hand-numpy']:.2f}x"
+            + f" | {ms['gen-torch'] / ms['hand-torch']:.2f}x"
+            + f" | {ms['gen-torch'] / ms['nn.RNN']:.2f}x"
+            + f" | {r['flops'] / (best * 1e-3) / 1e9:.1f}"
+            + f" | {r['gemm_bound_ms']:.2f}"
+            + f" | {best / r['gemm_bound_ms']:.2f}x"
+            + f" | {r['peak_mb']['gen-numpy']:.1f} ({r['peak_mb']['hand-numpy']:.1f};"
+              f" {r['stored_mb']:.1f}) |")
+    rates = ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in gemm.items())
+    lines.append("")
+    lines.append(f"times in ms (median); large-GEMM rate measured in this run: {rates}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="3 small configs, few repeats")
+    parser.add_argument("--dtype", choices=["float32", "float64", "both"], default="both")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(2)
+    dtypes = ["float32", "float64"] if args.dtype == "both" else [args.dtype]
+    configs = CONFIGS[:3] if args.quick else CONFIGS
+    gemm = {d: gemm_gflops(d) for d in dtypes}
+    rows = []
+    for dtype in dtypes:
+        for cfg in configs:
+            rows.append(run_config(cfg, dtype, args.quick, gemm[dtype]))
+            print(f"done {cfg} {dtype}: " + ", ".join(
+                f"{m} {v:.2f} ms" for m, v in rows[-1]["ms"].items()), flush=True)
+    print()
+    print(format_rows(rows, gemm))
+
+
+if __name__ == "__main__":
+    main()
