@@ -1,11 +1,14 @@
 """Forward + backward of an Elman tanh RNN with a linear head and MSE, six ways.
 
-Methods (one process, ``torch.set_num_threads(2)``, median of repeats):
+Methods (one process, ``torch.set_num_threads(2)``, median of repeats; the
+torch methods run round-robin within each repeat so that load drift hits all
+alike, then the NumPy methods likewise: interleaving torch's OpenMP pool with
+NumPy's BLAS pool makes each spin against the other on 2 cores):
 
 * ``autograd-loop``  torch autograd, Python loop over steps (head per step)
 * ``nn.RNN``         torch.nn.RNN + nn.Linear, autograd
 * ``hand-numpy``     hand-written NumPy BPTT (below: hoisted input projection,
-                     stacked weight gradients, in-place loop)
+                     stacked weight gradients, in-place loop on bound views)
 * ``hand-torch``     the same hand-written BPTT in torch, no autograd
 * ``gen-numpy``      symrnn-generated NumPy module
 * ``gen-torch``      symrnn-generated torch module
@@ -35,6 +38,8 @@ from symrnn import compile as symrnn_compile
 CONFIGS = [(1, 8, 32, 8, 100), (32, 16, 64, 16, 100), (32, 64, 256, 64, 100),
            (64, 128, 512, 128, 200), (16, 32, 128, 32, 1000)]
 NAMES = ("W_hh", "W_xh", "b_h", "W_hy", "b_y")
+TORCH_METHODS = ("autograd-loop", "nn.RNN", "hand-torch", "gen-torch")
+NUMPY_METHODS = ("hand-numpy", "gen-numpy")
 
 
 def flops(B, D, H, O, T) -> float:  # noqa: E741
@@ -53,10 +58,12 @@ def hand_numpy(p, x, y):
     pre = (xs @ W_xh.T + b_h).reshape(T, B, H)
     hs = np.empty((T + 1, B, H), dtype=x.dtype)
     hs[0] = 0
+    W_hh_T = W_hh.T
     for t in range(T):
-        np.matmul(hs[t], W_hh.T, out=hs[t + 1])
-        hs[t + 1] += pre[t]
-        np.tanh(hs[t + 1], out=hs[t + 1])
+        h = hs[t + 1]
+        np.matmul(hs[t], W_hh_T, out=h)
+        h += pre[t]
+        np.tanh(h, out=h)
     h_all = hs[1:].reshape(T * B, H)
     err = h_all @ W_hy.T + b_y - ys
     loss = 0.5 * float((err * err).sum())
@@ -64,9 +71,10 @@ def hand_numpy(p, x, y):
     da = (1 - h_all * h_all).reshape(T, B, H)
     dnext = np.zeros((B, H), dtype=x.dtype)
     for t in range(T - 1, -1, -1):
-        dh[t] += dnext
-        da[t] *= dh[t]
-        np.matmul(da[t], W_hh, out=dnext)
+        dht, dat = dh[t], da[t]
+        dht += dnext
+        dat *= dht
+        np.matmul(dat, W_hh, out=dnext)
     da2 = da.reshape(T * B, H)
     grads = {"W_hh": da2.T @ hs[:-1].reshape(T * B, H), "W_xh": da2.T @ xs,
              "b_h": da2.sum(0), "W_hy": err.T @ h_all, "b_y": err.sum(0)}
@@ -83,9 +91,11 @@ def hand_torch(p, x, y):
     pre = torch.addmm(b_h, xs, W_xh.T).view(T, B, H)
     hs = torch.empty((T + 1, B, H), dtype=x.dtype)
     hs[0] = 0
+    W_hh_T = W_hh.T
     for t in range(T):
-        torch.addmm(pre[t], hs[t], W_hh.T, out=hs[t + 1])
-        hs[t + 1].tanh_()
+        h = hs[t + 1]
+        torch.addmm(pre[t], hs[t], W_hh_T, out=h)
+        h.tanh_()
     h_all = hs[1:].view(T * B, H)
     err = torch.addmm(b_y, h_all, W_hy.T) - ys
     loss = 0.5 * float((err * err).sum())
@@ -93,9 +103,10 @@ def hand_torch(p, x, y):
     da = (1 - h_all * h_all).view(T, B, H)
     dnext = torch.zeros((B, H), dtype=x.dtype)
     for t in range(T - 1, -1, -1):
-        dh[t] += dnext
-        da[t] *= dh[t]
-        torch.matmul(da[t], W_hh, out=dnext)
+        dht, dat = dh[t], da[t]
+        dht += dnext
+        dat *= dht
+        torch.matmul(dat, W_hh, out=dnext)
     da2 = da.view(T * B, H)
     grads = {"W_hh": da2.T @ hs[:-1].reshape(T * B, H), "W_xh": da2.T @ xs,
              "b_h": da2.sum(0), "W_hy": err.T @ h_all, "b_y": err.sum(0)}
@@ -137,7 +148,7 @@ class TorchRNN:
         grads = {"W_hh": self.rnn.weight_hh_l0.grad, "W_xh": self.rnn.weight_ih_l0.grad,
                  "b_h": self.rnn.bias_ih_l0.grad, "W_hy": self.lin.weight.grad,
                  "b_y": self.lin.bias.grad}
-        return float(loss), grads
+        return float(loss.detach()), grads
 
 
 # ------------------------------------------------------------------ timing
@@ -153,6 +164,23 @@ def median_ms(fn, budget_s: float, min_reps: int, max_reps: int) -> float:
         fn()
         times.append(time.perf_counter() - t0)
     return 1e3 * statistics.median(times)
+
+
+def interleaved_ms(methods: dict, budget_s: float, min_reps: int, max_reps: int) -> dict:
+    """Median ms per method, the methods run round-robin so that load drift hits all alike."""
+    for fn in methods.values():
+        fn()  # warm-up
+    times: dict = {m: [] for m in methods}
+    start = time.perf_counter()
+    rep = 0
+    while rep < min_reps or (time.perf_counter() - start < budget_s and rep < max_reps):
+        order = list(methods)[rep % len(methods):] + list(methods)[:rep % len(methods)]
+        for m in order:
+            t0 = time.perf_counter()
+            methods[m]()
+            times[m].append(time.perf_counter() - t0)
+        rep += 1
+    return {m: 1e3 * statistics.median(ts) for m, ts in times.items()}
 
 
 def gemm_gflops(dtype: str) -> float:
@@ -209,8 +237,10 @@ def run_config(cfg, dtype: str, quick: bool, gemm: float) -> dict:
     }
     reference = hand_numpy(p, x, y)[1]
     check_agreement({m: fn()[1] for m, fn in methods.items()}, reference, dtype)
-    budget, lo, hi = (0.5, 3, 10) if quick else (2.0, 5, 30)
-    ms = {m: median_ms(fn, budget, lo, hi) for m, fn in methods.items()}
+    budget, lo, hi = (1.0, 3, 10) if quick else (4.0, 7, 41)
+    ms = {}
+    for group in (TORCH_METHODS, NUMPY_METHODS):  # never interleave the two thread pools
+        ms |= interleaved_ms({m: methods[m] for m in group}, budget, lo, hi)
     row = {"config": cfg, "dtype": dtype, "ms": ms, "flops": flops(*cfg),
            "gemm_bound_ms": flops(*cfg) / (gemm * 1e9) * 1e3,
            "peak_mb": {m: numpy_peak_mb(methods[m]) for m in ("hand-numpy", "gen-numpy")},
@@ -244,6 +274,27 @@ def format_rows(rows: list[dict], gemm: dict) -> str:
     return "\n".join(lines)
 
 
+def tbptt_memory(dtype: str, cfg=(16, 32, 128, 32, 1000), tbptt=(50, 100)) -> str:
+    """Peak traced memory and time: full BPTT vs TBPTT stored vs TBPTT streamed (NumPy)."""
+    B, D, H, O, T = cfg  # noqa: E741
+    spec = Spec(hidden_size=H, input_size=D, output_size=O)
+    full, cut = symrnn_compile(spec, "numpy"), symrnn_compile(spec, "numpy", tbptt)
+    rng = np.random.default_rng(0)
+    p = {n: (rng.normal(size=s) / np.sqrt(s[-1])).astype(dtype)
+         for n, s in full.PARAM_SHAPES.items()}
+    x = rng.normal(size=(B, T, D)).astype(dtype)
+    y = rng.normal(size=(B, T, O)).astype(dtype)
+    runs = {"full BPTT": lambda: full.loss_and_grad(p, x, y),
+            f"TBPTT {tbptt} stored": lambda: cut.loss_and_grad(p, x, y),
+            f"TBPTT {tbptt} streamed": lambda: cut.loss_and_grad_streamed(p, x, y)}
+    ms = interleaved_ms(runs, 3.0, 5, 20)
+    one = T * B * H * np.dtype(dtype).itemsize / 2 ** 20
+    lines = [f"generated NumPy, {cfg} {dtype}; one (T, B, H) tensor = {one:.1f} MB"]
+    for name, fn in runs.items():
+        lines.append(f"  {name:<26} {ms[name]:8.2f} ms   peak {numpy_peak_mb(fn):6.1f} MB")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="3 small configs, few repeats")
@@ -261,6 +312,8 @@ def main(argv: list[str] | None = None) -> None:
                 f"{m} {v:.2f} ms" for m, v in rows[-1]["ms"].items()), flush=True)
     print()
     print(format_rows(rows, gemm))
+    print()
+    print(tbptt_memory(dtypes[0]))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Verification of generated gradients, shaped like ``torch.autograd.gradcheck``.
 
 ``verify(spec, backend, *, T=7, batch=5, dtype="float64", ...)`` compiles the
-generated module for ``spec`` and checks its gradients (every parameter and
-h_0; ``delta`` too under full BPTT) against two oracles on random data:
+generated module for ``spec`` and checks its gradients (every parameter,
+h_0, ``delta`` and the input gradient ``x``) against two oracles on random data:
 
 * ``autograd`` — an independent torch forward pass written from the spec
   (not from the derivation), differentiated by ``torch.autograd``.  For
@@ -32,6 +32,7 @@ not by rounding; float32 has its own looser table.  A failure raises
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
 
 import numpy as np
@@ -40,7 +41,8 @@ import torch
 from symrnn.errors import SymrnnError
 from symrnn.spec import Spec, check_T
 
-__all__ = ["TOLERANCES", "Check", "Report", "VerificationError", "verify", "reference_grads"]
+__all__ = ["TOLERANCES", "Check", "Report", "VerificationError", "verify", "reference_grads",
+           "codegen_section"]
 
 TOLERANCES: dict[str, dict[str, float]] = {
     "float64": {"autograd": 1e-10, "finite_differences": 1e-6},
@@ -145,6 +147,7 @@ def reference_grads(spec: Spec, params: dict, x, y, h0, *, tbptt=None, clip=None
     T = x.shape[1]
     p = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
     h_0 = h0.detach().clone().requires_grad_(True)
+    x = x.detach().clone().requires_grad_(True)
     if tbptt is None:
         windows = [(1, T, 1)]
     else:
@@ -152,7 +155,7 @@ def reference_grads(spec: Spec, params: dict, x, y, h0, *, tbptt=None, clip=None
         windows = [(s, min(s + k1 - 1, T), max(min(s + k1 - 1, T) - k2 + 1, 1))
                    for s in range(1, T + 1, k1)]
     with torch.no_grad():
-        states = [h0]
+        states = [h0.detach()]
         for t in range(1, T + 1):
             states.append(_step(spec, p, states[-1], x[:, t - 1]))
     total = 0.0
@@ -179,6 +182,7 @@ def reference_grads(spec: Spec, params: dict, x, y, h0, *, tbptt=None, clip=None
         if h.grad is not None:
             delta[:, t - 1] += h.grad.numpy()
     grads["delta"] = delta
+    grads["x"] = (x.grad if x.grad is not None else torch.zeros_like(x)).numpy()
     return total, grads
 
 
@@ -247,9 +251,9 @@ def _numpy(value) -> np.ndarray:
 
 def _run(module: ModuleType, backend: str, params, x, y, h0, dtype: str):
     conv = {k: _to_backend(backend, v, dtype) for k, v in params.items()}
-    loss, grads = module.loss_and_grad(conv, _to_backend(backend, x, dtype),
-                                       _to_backend(backend, y, dtype),
-                                       _to_backend(backend, h0, dtype))
+    loss, cache = module.forward(conv, _to_backend(backend, x, dtype),
+                                 _to_backend(backend, y, dtype), _to_backend(backend, h0, dtype))
+    grads = module.backward(conv, cache, input_grad=True)
     return float(loss), {k: _numpy(v) for k, v in grads.items()}
 
 
@@ -317,3 +321,22 @@ def verify(spec: Spec, backend: str = "numpy", *, T: int = 7, batch: int = 5,
         worst = max(report.failures, key=lambda c: c.error / c.tolerance)
         raise VerificationError(worst.message(T))
     return report
+
+
+def codegen_section(spec: Spec, out: Path) -> str:
+    """Report section: generated modules for the spec, their verification, the training demo."""
+    from symrnn.codegen import generate
+    from symrnn.codegen.demo import training_section
+
+    lines = ["## Code generation", ""]
+    try:
+        for backend in ("numpy", "torch"):
+            (out / f"bptt_{backend}.py").write_text(generate(spec, backend))
+            report = verify(spec, backend, T=20, batch=3, raise_exception=False)
+            worst = {o: max(e.values()) for o, e in report.worst().items()}
+            lines.append(f"- `bptt_{backend}.py`: verify T=20, batch 3, float64: "
+                         + ("ok" if report.ok else "FAILED") + "; largest relative error "
+                         + ", ".join(f"{o} {v:.1e}" for o, v in worst.items()))
+    except SymrnnError as err:
+        lines.append(f"- generated modules skipped for this spec: {err}")
+    return "\n".join(lines) + "\n\n" + training_section(spec, out)

@@ -98,13 +98,14 @@ def test_hoisting_keeps_input_and_head_products_out_of_the_loops():
         assert "W_xh" not in body and "W_hy" not in body
     assert text.count("x_all @ W_xh.T") == 1
     assert "g_all.T @ h_prev" in text  # dW_hh as one product over the stacked steps
-    assert "1 - h_all * h_all" in text  # tanh' from the stored outputs, hoisted
+    # tanh' = 1 - h*h from the stored outputs, hoisted, computed in place
+    assert "g = h_all * h_all" in text and "np.subtract(1, g, out=g)" in text
 
 
 def test_passes_rewrite_in_place_and_share_subexpressions():
     text = generate(SMALL, "numpy")
-    assert "np.matmul(HS[t - 1], W_hh.T, out=HS[t])" in text
-    assert "np.tanh(HS[t], out=HS[t])" in text
+    assert "W_hh_T = W_hh.T" in text and "np.matmul(HS[t - 1], W_hh_T, out=HS_t)" in text
+    assert "HS_t = HS[t]" in text and "np.tanh(HS_t, out=HS_t)" in text
     assert "common0 = yhat - y_all" in text
     plain = generate(SMALL, "numpy", passes=())
     assert "out=" not in plain.split("def forward")[1] and "common0" not in plain
@@ -114,7 +115,8 @@ def test_passes_rewrite_in_place_and_share_subexpressions():
 def test_unoptimised_code_gives_the_same_gradients(backend):
     from symrnn.verify import verify
 
-    for passes in ((), ("cse",), ("inplace",), ("cse", "inplace", "dead_code")):
+    singles = tuple((name,) for name in symrnn.codegen.DEFAULT_PASSES)
+    for passes in ((), *singles, symrnn.codegen.DEFAULT_PASSES):
         module = symrnn.compile(SMALL, backend, passes=passes)
         assert verify(SMALL, backend, T=5, batch=2, module=module,
                       finite_differences=False).ok
@@ -159,6 +161,12 @@ def test_compile_loads_from_a_real_file_and_tracebacks_show_it():
         module.forward(params, x, y[..., 0], h0)
     frames = traceback.extract_tb(info.value.__traceback__)
     assert any(f.filename == str(path) and f.line for f in frames)
+    with pytest.raises(ValueError, match=r"x: expected shape \(B, T, 3\), got \(3, 6\)"):
+        module.forward(params, x[..., 0], y, h0)
+    with pytest.raises(ValueError, match="x: expected a floating dtype"):
+        module.forward(params, x.astype(int), y, h0)
+    with pytest.raises(ValueError, match=r"h0: expected shape \(3, 4\), got \(4,\)"):
+        module.forward(params, x, y, h0[0])
 
 
 def test_shapes_dtypes_and_delta_key():
@@ -176,11 +184,13 @@ def test_shapes_dtypes_and_delta_key():
     np.testing.assert_allclose(g64["delta"], ref["delta"], rtol=1e-12, atol=1e-14)
 
 
-def test_class_indices_equal_one_hot_targets():
-    spec = SMALL.replace(head="softmax", loss="cross_entropy", output_size=3)
+@pytest.mark.parametrize("topology", ["many_to_many", "many_to_one"])
+def test_class_indices_equal_one_hot_targets(topology):
+    spec = SMALL.replace(head="softmax", loss="cross_entropy", output_size=3, topology=topology)
     module = symrnn.compile(spec, "numpy")
     params, x, _, h0 = _data(spec)
-    labels = np.random.default_rng(1).integers(0, 3, size=(3, 6))
+    labels = np.random.default_rng(1).integers(0, 3, size=(3, 6) if topology == "many_to_many"
+                                                else (3,))
     loss_i, g_i = module.loss_and_grad(params, x, labels, h0)
     loss_h, g_h = module.loss_and_grad(params, x, np.eye(3)[labels], h0)
     assert loss_i == pytest.approx(loss_h, rel=1e-14)
@@ -219,30 +229,31 @@ def test_autograd_function_passes_torch_gradcheck():
     params, x, y, h0 = _data(SMALL, B=2, T=4)
     weights = [torch.tensor(params[n], requires_grad=True) for n in module.PARAM_NAMES]
     h = torch.tensor(h0, requires_grad=True)
+    xs = torch.tensor(x, requires_grad=True)
 
-    def fn(h, *w):
-        return module.BPTTFunction.apply(torch.tensor(x), torch.tensor(y), h, *w)
+    def fn(xs, h, *w):
+        return module.BPTTFunction.apply(xs, torch.tensor(y), h, *w)
 
-    assert torch.autograd.gradcheck(fn, (h, *weights))
+    assert torch.autograd.gradcheck(fn, (xs, h, *weights))
 
 
 def test_module_trains_with_torch_optim_next_to_other_layers():
     torch.manual_seed(0)
     module = symrnn.compile(SMALL, "torch")
     rnn = module.RNNLoss(dtype=torch.float64)
-    scale = torch.nn.Parameter(torch.ones(1, dtype=torch.float64))  # another layer's parameter
-    opt = torch.optim.Adam([*rnn.parameters(), scale], lr=0.05)
+    encoder = torch.nn.Linear(3, 3, dtype=torch.float64)  # another layer, upstream
+    opt = torch.optim.Adam([*rnn.parameters(), *encoder.parameters()], lr=0.05)
     x = torch.randn(8, 10, 3, dtype=torch.float64)
     y = torch.roll(x[..., :2], 1, dims=1)
     losses = []
     for _ in range(60):
         opt.zero_grad()
-        loss = rnn(x, y) * scale ** 2 / 80
+        loss = rnn(encoder(x), y) / 80
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
     assert losses[-1] < 0.5 * losses[0]
-    assert scale.grad is not None
+    assert encoder.weight.grad is not None and encoder.weight.grad.abs().sum() > 0
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
@@ -261,3 +272,64 @@ def test_torch_backend_on_cuda():
     for name in cpu:
         torch.testing.assert_close(grads[name].cpu(), cpu[name], rtol=1e-10, atol=1e-12)
     assert verify(SMALL, "torch", T=5, batch=2, finite_differences=False).ok
+
+
+_REVERSE_LOOP = """\
+    carry = {zeros}  # carry_T = 0 (delta_(T+1) = 0)
+    for t in range(T, 0, -1):
+        delta_tm1 = delta[t - 1]
+        g_tm1 = g[t - 1]
+        delta_tm1 += carry  # delta_t = local_t + carry_t
+        g_tm1 *= delta_tm1  # g_t = delta_t * f'(h_t)
+        {mm}(g_tm1, W_hh, out=carry)  # carry_(t-1) = W_hh.T @ g_{{t}}
+"""
+
+
+@pytest.mark.parametrize(("backend", "zeros", "mm"), [
+    ("numpy", "np.zeros((B, H), dtype=dtype)", "np.matmul"),
+    ("torch", "torch.zeros((B, H), dtype=dtype, device=device)", "torch.matmul"),
+])
+def test_golden_reverse_loop(backend, zeros, mm):
+    text = generate(Spec(), backend)
+    loop = text[text.index("    carry = "):text.index("    g_all =")]
+    assert loop == _REVERSE_LOOP.format(zeros=zeros, mm=mm)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("spec", [SMALL, SMALL.replace(activation="identity"),
+                                  SMALL.replace(head="softmax", loss="cross_entropy",
+                                                topology="many_to_one")])
+def test_streamed_tbptt_equals_the_stored_version(backend, spec):
+    for tbptt, clip in (((1, 1), None), ((2, 5), 0.5), ((3, 3), None)):
+        module = symrnn.compile(spec, backend, tbptt, clip)
+        for T in (1, 7):
+            params, x, y, h0 = _data(spec, T=T)
+            if spec.loss == "cross_entropy":
+                y = np.eye(spec.output_size)[np.argmax(y, axis=-1)]
+            conv = (lambda a: torch.tensor(a)) if backend == "torch" else (lambda a: a)
+            args = ({k: conv(v) for k, v in params.items()}, conv(x), conv(y), conv(h0))
+            loss, full = module.loss_and_grad(*args)
+            loss_s, streamed = module.loss_and_grad_streamed(*args, deltas=True)
+            assert float(loss_s) == pytest.approx(float(loss), rel=1e-13)
+            for name in streamed:
+                np.testing.assert_allclose(np.asarray(streamed[name]), np.asarray(full[name]),
+                                           rtol=1e-12, atol=1e-14)
+
+
+def test_streamed_tbptt_holds_one_window_not_T():
+    import tracemalloc
+
+    spec = Spec(hidden_size=64, input_size=4, output_size=4)
+    module = symrnn.compile(spec, "numpy", (10, 20))
+    rng = np.random.default_rng(0)
+    params = {k: rng.normal(scale=0.1, size=s) for k, s in module.PARAM_SHAPES.items()}
+    x, y = rng.normal(size=(16, 2000, 4)), rng.normal(size=(16, 2000, 4))
+    peaks = {}
+    for name in ("loss_and_grad", "loss_and_grad_streamed"):
+        tracemalloc.start()
+        getattr(module, name)(params, x, y)
+        peaks[name] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    states = 2000 * 16 * 64 * 8  # one (T, B, H) float64 tensor
+    assert peaks["loss_and_grad"] > 3 * states
+    assert peaks["loss_and_grad_streamed"] < states / 4

@@ -119,13 +119,14 @@ def test_wrong_tanh_rule_gives_wrong_code_and_verify_fails(monkeypatch):
     spec = Spec()
     good_text = None
     bad = symrnn.compile(spec, "numpy")
-    assert "1 - h_all" in open(bad.__file__).read()
+    bad_text = open(bad.__file__).read()
+    assert "g = (1 - h_all).reshape((T, B, H))  # hoisted: 1 - h_{t}, from" in bad_text
     with pytest.raises(VerificationError, match=r"gradient mismatch for dL/d\w+\[[\d, ]+\] "
                                                 r"\(T=20, autograd\): reference=.*generated="):
         verify(spec, "numpy", T=20, module=bad)
     monkeypatch.setitem(RULES, "tanh", right)
     good_text = symrnn.codegen.generate(spec, "numpy")
-    assert "1 - h_all * h_all" in good_text
+    assert "g = h_all * h_all  # hoisted: 1 - h_{t} * h_{t}" in good_text
     assert verify(spec, "numpy", T=20).ok
 
 

@@ -11,7 +11,8 @@ real file under the cache folder (``$SYMRNN_CACHE`` or ``~/.cache/symrnn``,
 named by a hash of the text) and imports it, so tracebacks show the source.
 A generated module exposes ``SPEC``, ``PARAM_SHAPES``, ``PARAM_NAMES``,
 ``forward(params, x, y, h0=None) -> (loss, cache)``,
-``backward(params, cache) -> grads`` and ``loss_and_grad``; torch modules
+``backward(params, cache, input_grad=False) -> grads`` and ``loss_and_grad``
+(plus ``loss_and_grad_streamed`` under truncation, holding k2 + 1 states); torch modules
 add ``BPTTFunction`` (a ``torch.autograd.Function``) and ``RNNLoss`` (an
 ``nn.Module``).  grads hold every parameter, ``'h_0'`` (B, H) and
 ``'delta'`` (B, T, H) with ``delta[:, t-1] = ∂L/∂h_t``.

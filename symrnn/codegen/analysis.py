@@ -36,6 +36,7 @@ from symrnn.derive import Recurrence
 from symrnn.expr import T_SYMBOL, at_time, timed
 
 __all__ = ["split_recurrent", "share_across_time", "substitute_shared", "stack_gradients",
+           "input_adjoint",
            "stored_outputs", "CACHE_NAMES"]
 
 t_ = T_SYMBOL
@@ -89,6 +90,16 @@ def substitute_shared(expr, shared, g_sym_at):
     mapping = {at_time(shared, t_ + k): g_sym_at(k) for k in (-1, 0, 1)}
     mapping[at_time(shared, 1)] = timed("g", 1, shared.shape[0])
     return expr.xreplace(mapping)
+
+
+def input_adjoint(spec, rows_h) -> object:
+    """∂L/∂x_t in terms of δ_t: the engine's reverse pass over one cell step."""
+    from symrnn.derive import Backprop, Block
+    from symrnn.graph import step_equations
+
+    step = step_equations(spec, t_, {"h": timed("h", t_ - 1, rows_h)}, head=False)
+    engine = Backprop({timed("h", t_, rows_h): timed("delta", t_, rows_h)}).run([Block(step)])
+    return engine.gradient(timed("x", t_, spec.input_size))
 
 
 def stack_gradients(rec: Recurrence, names: list[str], env_all, env_loss, params):

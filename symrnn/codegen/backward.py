@@ -33,6 +33,7 @@ from symrnn.codegen.analysis import (
     CACHE_NAMES,
     has_delta,
     idx,
+    input_adjoint,
     share_across_time,
     split_recurrent,
     stack_gradients,
@@ -62,7 +63,7 @@ def _zeros(shape: ir.Tuple) -> ir.Op:
 def _all_env(base: str, k: int) -> ir.Node:
     """Stacked (T*B, ·) arrays over every step t = 1..T."""
     table = {("h", 0): "h_all", ("h", -1): "h_prev", ("x", 0): "x_all",
-             ("g", 0): "g_all", ("delta", 0): "delta_all"}
+             ("g", 0): "g_all", ("delta", 0): "delta_all", ("h", 1): "h_next"}
     if (base, k) in table:
         return N(table[(base, k)])
     raise CodegenError(f"no stacked value for {base} at offset {k}")
@@ -113,11 +114,12 @@ def lower_backward(spec: Spec, rec: Recurrence, names: list[str], params, last: 
     carry = substitute_shared(rec.carry["h"], shared, g_at)
     summands = {n: substitute_shared(rec.gradients[n], shared, g_at) for n in names}
     init = substitute_shared(rec.initial_state["h"], shared, g_at)
+    dx = substitute_shared(input_adjoint(spec, H), shared, g_at)
     _, local = split_recurrent(rec.deltas["h"][1], "delta", 1)  # terms without δ_{t+1}
     if shared is not None and factor is None:
         raise CodegenError(f"expected the shared term to be δ_t ⊙ (a factor), got {shared}")
     e_sym, e_expr = rec.output_error
-    reads = stored_outputs([e_expr, local, carry, init, *summands.values()]
+    reads = stored_outputs([e_expr, local, carry, init, dx, *summands.values()]
                            + ([factor] if factor is not None else []))
     env_loss = loss_env(last)
 
@@ -166,10 +168,16 @@ def lower_backward(spec: Spec, rec: Recurrence, names: list[str], params, last: 
     body += _clipping([f"d{n}" for n in names], clip, clip_value)
     items = tuple((n, N(f"d{n}")) for n in names)
     items += (("h_0", N("dh_0")), ("delta", op("batch_first", N("delta"))))
-    body.append(ir.Return(ir.Dict(items)))
+    body.append(ir.Assign(N("grads"), ir.Dict(items)))
+    dx_code = op("reshape", rows(dx, _all_env, params),
+                 ir.Tuple((N("T"), N("B"), N("D"))))
+    body.append(ir.If(N("input_grad"), (
+        ir.Assign(Idx(N("grads"), "'x'"), op("batch_first", dx_code),
+                  f"dL/dx_t = {text(dx)}: (B, T, D)"),)))
+    body.append(ir.Return(N("grads")))
     doc = ("Gradients of the loss: every parameter, 'h_0' (B, H) and 'delta' (B, T, H),\n"
-           "delta[:, t-1] = dL/dh_t for t = 1..T.")
-    fn = ir.FunctionDef("backward", ("params", "cache"), doc, tuple(body))
+           "delta[:, t-1] = dL/dh_t for t = 1..T; with input_grad also 'x' (B, T, D).")
+    fn = ir.FunctionDef("backward", ("params", "cache", "input_grad=False"), doc, tuple(body))
     buffers = {"carry", "HS", "delta", "g"}
     return fn, buffers, reads
 

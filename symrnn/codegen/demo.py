@@ -24,7 +24,7 @@ import numpy as np
 
 from symrnn.spec import Spec
 
-__all__ = ["TrainResult", "train_sine", "train_adding", "training_section", "codegen_section"]
+__all__ = ["TrainResult", "train_sine", "train_adding", "training_section"]
 
 
 @dataclass(frozen=True)
@@ -161,22 +161,3 @@ def training_section(spec: Spec, out: Path) -> str:
     lines.append("- adding problem at T = 10: predicting the mean scores 1/6 = 0.167")
     return "\n".join(lines)
 
-
-def codegen_section(spec: Spec, out: Path) -> str:
-    """Report section: generated modules for the spec, their verification, the training demo."""
-    from symrnn.codegen import generate
-    from symrnn.errors import SymrnnError
-    from symrnn.verify import verify
-
-    lines = ["## Code generation", ""]
-    try:
-        for backend in ("numpy", "torch"):
-            (out / f"bptt_{backend}.py").write_text(generate(spec, backend))
-            report = verify(spec, backend, T=20, batch=3, raise_exception=False)
-            worst = {o: max(e.values()) for o, e in report.worst().items()}
-            lines.append(f"- `bptt_{backend}.py`: verify T=20, batch 3, float64: "
-                         + ("ok" if report.ok else "FAILED") + "; largest relative error "
-                         + ", ".join(f"{o} {v:.1e}" for o, v in worst.items()))
-    except SymrnnError as err:
-        lines.append(f"- generated modules skipped for this spec: {err}")
-    return "\n".join(lines) + "\n\n" + training_section(spec, out)

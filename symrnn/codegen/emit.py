@@ -30,6 +30,8 @@ def _check(x, y, h0):
     """Validate the shapes of x, y and h0; return (B, T)."""
     if x.ndim != 3 or x.shape[2] != D:
         raise ValueError(f"x: expected shape (B, T, {{D}}), got {{tuple(x.shape)}}")
+    if "float" not in str(x.dtype):
+        raise ValueError(f"x: expected a floating dtype (float32 or float64), got {{x.dtype}}")
     B, T = int(x.shape[0]), int(x.shape[1])
     allowed = {allowed}
     if tuple(y.shape) not in allowed:
@@ -54,9 +56,10 @@ class BPTTFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_loss):
-        grads = backward(ctx.params, ctx.cache)
+        grads = backward(ctx.params, ctx.cache, input_grad=ctx.needs_input_grad[0])
+        dx = grads["x"] * grad_loss if ctx.needs_input_grad[0] else None
         dh0 = grads["h_0"] * grad_loss if ctx.has_h0 else None
-        return (None, None, dh0, *(grads[n] * grad_loss for n in PARAM_NAMES))
+        return (dx, None, dh0, *(grads[n] * grad_loss for n in PARAM_NAMES))
 
 
 class RNNLoss(torch.nn.Module):
@@ -83,6 +86,21 @@ def loss_and_grad(params, x, y, h0=None):
     loss, cache = forward(params, x, y, h0)
     return loss, backward(params, cache)
 '''
+
+
+def _fit(line: str, width: int = 96) -> str:
+    """Break a long header line at spaces, continuing with a deeper indent."""
+    if len(line) <= width:
+        return line
+    indent = line[:len(line) - len(line.lstrip())]
+    out, current = [], indent
+    for word in line.split():
+        if current.strip() and len(current) + 1 + len(word) > width:
+            out.append(current)
+            current = indent + "    " + word
+        else:
+            current = f"{current} {word}" if current.strip() else current + word
+    return "\n".join(out + [current])
 
 
 def _wrap(command: str, width: int = 88) -> str:
@@ -144,10 +162,12 @@ def header(low: Lowered, target: Backend, command: str, version: str) -> str:
         f"  {rec.output_error[0]} = {text(rec.output_error[1])}",
         f"  delta_t = {deltas}",
     ]
+    if spec.topology == "many_to_one":
+        lines.append("    (many_to_one: the W_hy.T @ e_t term at t = T only)")
     lines += [f"  dL/d{n} = sum_({rec.summand_range(n)}) {text(e)}"
               for n, e in rec.gradients.items()]
     lines.append(f"  dL/dh_0 = {text(rec.initial_state['h'])}")
-    return 'r"""' + "\n".join(lines) + '\n"""'
+    return 'r"""' + "\n".join(_fit(line) for line in lines) + '\n"""'
 
 
 def emit(low: Lowered, target: Backend, *, command: str, version: str,
@@ -164,7 +184,7 @@ def emit(low: Lowered, target: Backend, *, command: str, version: str,
         f"TBPTT = {opts.tbptt!r}",
         f"CLIP = {opts.clip!r}",
         f"CLIP_VALUE = {opts.clip_value!r}",
-        f"PASSES = {passes!r}",
+        "PASSES = (\n" + "".join(f"    {p!r},\n" for p in passes) + ")",
         f"H = {spec.hidden_size}",
         f"D = {spec.input_size}",
         f"OUT = {spec.output_size}",
@@ -173,9 +193,12 @@ def emit(low: Lowered, target: Backend, *, command: str, version: str,
     parts.append(target.helpers.rstrip())
     parts.append("\n" + _CHECK.format(allowed=_allowed_y(spec)).rstrip())
     for fn in (low.forward, low.backward):
-        fn = run_passes(fn, passes, Context(low.buffers, printer))
+        fn = run_passes(fn, passes, Context(low.buffers, printer, frozenset(names)))
         parts.append("\n\n" + "\n".join(decorator + printer.stmt(fn, 0)))
     parts.append(_LOSS_AND_GRAD.rstrip())
+    if low.streamed is not None:
+        fn = run_passes(low.streamed, passes, Context(low.buffers, printer, frozenset(names)))
+        parts.append("\n\n" + "\n".join(decorator + printer.stmt(fn, 0)))
     if target.name == "torch":
         parts.append(_TORCH_WRAPPERS.rstrip())
     return "\n".join(parts) + "\n"

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from symrnn.codegen import ir
 from symrnn.codegen.backward import lower_backward
 from symrnn.codegen.forward import lower_forward
+from symrnn.codegen.streaming import lower_streamed
 from symrnn.derive import Recurrence, derive
 from symrnn.errors import SpecError
 from symrnn.graph import parameters
@@ -54,6 +55,8 @@ class Lowered:
     backward: ir.FunctionDef
     buffers: frozenset[str]
     """Names of preallocated arrays: targets the in-place pass may write into."""
+    streamed: ir.FunctionDef | None = None
+    """``loss_and_grad_streamed`` under TBPTT: one window of states held, not T."""
 
 
 def check_supported(spec: Spec) -> None:
@@ -80,4 +83,9 @@ def lower(spec: Spec, options: Options | None = None) -> Lowered:
     backward, buffers, stored = lower_backward(spec, rec, names, params, last, options.tbptt,
                                                options.clip, options.clip_value)
     forward = lower_forward(spec, params, last, stored)
-    return Lowered(spec, options, rec, forward, backward, frozenset(buffers))
+    streamed = None
+    if options.tbptt is not None:
+        streamed = lower_streamed(spec, rec, names, params, options.tbptt, options.clip,
+                                  options.clip_value)
+        buffers = set(buffers) | {"ring"}
+    return Lowered(spec, options, rec, forward, backward, frozenset(buffers), streamed)

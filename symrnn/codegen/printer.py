@@ -32,6 +32,7 @@ _BIN = {
     "ge": ("{0} >= {1}", 5, (6, 6)),
     "eq": ("{0} == {1}", 5, (6, 6)),
     "is_none": ("{0} is None", 5, (6,)),
+    "not_none": ("{0} is not None", 5, (6,)),
     "min": ("min({0}, {1})", ATOM, (0, 0)),
     "max": ("max({0}, {1})", ATOM, (0, 0)),
     "get": ("{0}[{1}]", ATOM, (ATOM, 0)),
@@ -139,7 +140,9 @@ NUMPY = Backend(
         "empty": ("np.empty({0}, dtype={1})", 3),
         "time_major": "_time_major({0})",
         "batch_first": "{0}.transpose(1, 0, 2)",
+        "gather_steps": "{0}[np.arange({1}, {2} + 1) % {3}]",
         "matmul_out": "np.matmul({0}, {1}, out={2})",
+        "rsub_": "np.subtract({0}, {1}, out={1})",
         "tanh_": "np.tanh({0}, out={0})",
         "sigmoid_": "_sigmoid_({0})",
         "relu_": "np.maximum({0}, 0, out={0})",
@@ -172,11 +175,14 @@ TORCH = Backend(
         "empty": "torch.empty({0}, dtype={1}, device={2})",
         "time_major": "_time_major({0})",
         "batch_first": "{0}.transpose(0, 1)",
+        "gather_steps": "{0}[torch.arange({1}, {2} + 1, device={0}.device) % {3}]",
         "matmul_out": "torch.matmul({0}, {1}, out={2})",
         "addmm_out": "torch.addmm({0}, {1}, {2}, out={3})",
-        "tanh_": "torch.tanh({0}, out={0})",
-        "sigmoid_": "torch.sigmoid({0}, out={0})",
-        "relu_": "torch.clamp({0}, min=0, out={0})",
+        "rsub_": "{1}.neg_().add_({0})",
+        "addmm": "torch.addmm({0}, {1}, {2})",
+        "tanh_": "{0}.tanh_()",
+        "sigmoid_": "{0}.sigmoid_()",
+        "relu_": "{0}.relu_()",
         "sqrt": "torch.sqrt({0})",
         "clip": "torch.clamp({0}, -{1}, {1})",
         "is_index": "_is_index({0})",
@@ -269,6 +275,10 @@ class Printer:
             target = self.expr(stmt.target)
             if isinstance(stmt.target, ir.Tuple):
                 target = target[1:-1]
+            if isinstance(stmt.value, ir.Dict):
+                inner = pad + self.indent
+                items = [f"{inner}{k!r}: {self.expr(v)}," for k, v in stmt.value.items]
+                return [pad + f"{target} = {{", *items, pad + "}"]
             return self._commented(pad, f"{target} = {self.expr(stmt.value)}", stmt.comment)
         if isinstance(stmt, ir.AugAssign):
             line = f"{self.expr(stmt.target)} {stmt.op}= {self.expr(stmt.value)}"
