@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
+import torch
+
 from symrnn.spec import ACTIVATIONS, HEADS, LOSSES, TOPOLOGIES, Spec
 
 # Every valid combination of activation × head × loss × topology (32 of them).
@@ -21,3 +24,18 @@ def combo_spec(combo, **sizes) -> Spec:
 
 def combo_id(combo) -> str:
     return "-".join(combo)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: torch's thread pool only adds contention on a shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory, monkeypatch):
+    """Generated modules go to the session's temporary folder, not ~/.cache."""
+    monkeypatch.setenv("SYMRNN_CACHE", str(tmp_path_factory.getbasetemp() / "symrnn-cache"))

@@ -22,20 +22,6 @@ from symrnn.verify import reference_grads
 SMALL = Spec(hidden_size=4, input_size=3, output_size=2)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: torch's thread pool only adds contention on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("SYMRNN_CACHE", str(tmp_path_factory.getbasetemp() / "symrnn-cache"))
-
-
 def _data(spec: Spec, B=3, T=6, seed=0):
     rng = np.random.default_rng(seed)
     module = symrnn.compile(spec, "numpy")

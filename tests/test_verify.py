@@ -7,7 +7,6 @@ import itertools
 import json
 
 import pytest
-import torch
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -18,20 +17,6 @@ from symrnn.cli import cli
 from symrnn.errors import SpecError
 from symrnn.rules import RULES, Rule
 from symrnn.verify import TOLERANCES, VerificationError, verify
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: torch's thread pool only adds contention on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("SYMRNN_CACHE", str(tmp_path_factory.getbasetemp() / "symrnn-cache"))
 
 
 def _corpus() -> list[Spec]:
