@@ -93,14 +93,8 @@ def train_sine(steps: int = 400, *, H: int = 32, B: int = 16, T: int = 120,
     module = compile_module(spec, "numpy", tbptt, clip)
     rng = np.random.default_rng(seed)
     params = _init(module, rng, H)
-    opt = Adam(params, lr)
-    losses = []
-    for _ in range(steps):
-        x, y = sine_batch(rng, B, T)
-        loss, grads = module.loss_and_grad(params, x, y)
-        opt.step(grads)
-        losses.append(2 * float(loss) / y.size)  # mean squared error per entry
-    return TrainResult("sine", tuple(losses), tbptt, clip)
+    losses = _fit(module, params, lambda: sine_batch(rng, B, T), steps, lr)
+    return TrainResult("sine", losses, tbptt, clip)
 
 
 def train_adding(steps: int = 3000, *, T: int = 10, H: int = 32, B: int = 32,
@@ -112,14 +106,20 @@ def train_adding(steps: int = 3000, *, T: int = 10, H: int = 32, B: int = 32,
     rng = np.random.default_rng(seed)
     params = _init(module, rng, H)
     params["W_hh"] = np.eye(H) * 0.9 + params["W_hh"] * 0.1  # near-identity recurrence
+    losses = _fit(module, params, lambda: adding_batch(rng, B, T), steps, lr)
+    return TrainResult("adding", losses, (T, T), clip)
+
+
+def _fit(module, params: dict, batches, steps: int, lr: float) -> tuple[float, ...]:
+    """Adam on the generated loss_and_grad; the mean squared error per entry at each step."""
     opt = Adam(params, lr)
     losses = []
     for _ in range(steps):
-        x, y = adding_batch(rng, B, T)
+        x, y = batches()
         loss, grads = module.loss_and_grad(params, x, y)
         opt.step(grads)
         losses.append(2 * float(loss) / y.size)
-    return TrainResult("adding", tuple(losses), (T, T), clip)
+    return tuple(losses)
 
 
 def plot(results: list[TrainResult], path: Path) -> None:
