@@ -128,7 +128,6 @@ class CellDef:
     """State names; the first one (h) is what the output head reads."""
     params: tuple[ParamDef, ...]
     step: Callable[[StepBuilder], None]
-    summary: str
 
 
 def _gate_params(gates: str) -> tuple[ParamDef, ...]:
@@ -157,10 +156,10 @@ def _lstm_step(b: StepBuilder) -> None:
 def _gru_step(b: StepBuilder) -> None:
     h = b.prev["h"]
     r = b.let("r", b.f("sigmoid", b.affine("r", h)))
-    z = b.let("u", b.f("sigmoid", b.affine("u", h)))
+    u = b.let("u", b.f("sigmoid", b.affine("u", h)))
     recurrent = add(matmul(b.p("W_hn"), h), b.p("b_hn"))
     n = b.let("n", b.f("tanh", add(matmul(b.p("W_xn"), b.x), b.p("b_n"), hadamard(r, recurrent))))
-    b.let("h", add(hadamard(sub(ones_like(z), z), n), hadamard(z, h)))
+    b.let("h", add(hadamard(sub(ones_like(u), u), n), hadamard(u, h)))
 
 
 CELLS: dict[str, CellDef] = {
@@ -169,11 +168,9 @@ CELLS: dict[str, CellDef] = {
         (ParamDef("W_hh", ("H", "H")), ParamDef("W_xh", ("H", "D")),
          ParamDef("b_h", ("H", "1"), is_bias=True)),
         _elman_step,
-        "h_t = f(W_hh h_{t-1} + W_xh x_t + b_h)",
     ),
     "lstm": CellDef(
         "lstm", ("h", "c"), _gate_params("ifog"), _lstm_step,
-        "gates i, f, o = σ(·), candidate g = tanh(·); c_t = f⊙c_{t-1} + i⊙g; h_t = o⊙tanh(c_t)",
     ),
     "gru": CellDef(
         "gru", ("h",),
@@ -181,7 +178,6 @@ CELLS: dict[str, CellDef] = {
                               ParamDef("b_n", ("H", "1"), is_bias=True),
                               ParamDef("b_hn", ("H", "1"), is_bias=True)),
         _gru_step,
-        "r, u = σ(·); n = tanh(W_xn x + b_n + r⊙(W_hn h + b_hn)); h_t = (1-u)⊙n + u⊙h_{t-1}",
     ),
 }
 

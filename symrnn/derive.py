@@ -232,17 +232,13 @@ class Unrolled:
     def _resolved(self) -> dict:
         resolved: dict = {}
         for name, value in self.definitions:
-            resolved[name] = None if value is None else value.xreplace(resolved)
+            if value is not None:  # a zero adjoint is never referenced by name
+                resolved[name] = value.xreplace(resolved)
         return resolved
 
     def inline(self, expr):
         """Substitute every named adjoint: the gradient with nothing left named."""
-        if expr is None:
-            return None
-        zeros = {k: None for k, v in self._resolved.items() if v is None}
-        if zeros:
-            raise ValueError("cannot inline an expression that uses a zero adjoint")
-        return expr.xreplace(self._resolved)
+        return None if expr is None else expr.xreplace(self._resolved)
 
     def _repr_latex_(self) -> str:
         from symrnn.latex import repr_latex

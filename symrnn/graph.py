@@ -95,9 +95,6 @@ class Program:
     def losses(self) -> tuple[MatrixSymbol, ...]:
         return tuple(eq.lhs for eq in self.equations if eq.block == "loss")
 
-    def loss_steps(self) -> list[int]:
-        return [eq.time for eq in self.equations if eq.block == "loss"]
-
     def to_text(self) -> str:
         lines = [f"unrolled {self.spec.cell} RNN, T = {self.T}"]
         lines += [f"  {eq.lhs} = {text(eq.rhs)}" for eq in self.equations]

@@ -92,6 +92,14 @@ def test_unrolled_L3_dW_is_the_three_term_bptt_sum():
     assert {str(s) for s in inlined.atoms(MatrixSymbol)} >= {"h_{0}", "h_{1}", "h_{2}", "h_{3}"}
 
 
+def test_inline_skips_zero_adjoints():
+    """delta^c_T is zero (nothing reads c_T); inlining still resolves every other name."""
+    unrolled = derive_unrolled(Spec(cell="lstm", hidden_size=2), 2)
+    assert dict(unrolled.definitions)[MatrixSymbol("delta^{c}_{2}", 2, 1)] is None
+    inlined = text(unrolled.inline(unrolled.gradients["W_hf"]))
+    assert "delta" not in inlined and "e_{" not in inlined
+
+
 def test_lstm_one_step_adjoint_has_both_states():
     rec = derive(Spec(cell="lstm")).recurrence
     assert set(rec.deltas) == {"h", "c"}

@@ -53,10 +53,6 @@ def has_delta(expr) -> bool:
     return any(b.startswith("delta") or b == "g" for b, _ in timed_symbols(expr))
 
 
-def _reads(expr, base: str) -> bool:
-    return any(b == base for b, _ in timed_symbols(expr))
-
-
 def split_recurrent(expr, base: str, k: int) -> tuple[object, object]:
     """(terms of a sum reading ``base`` at offset k, the other terms) — hoisting."""
     terms = expr.args if isinstance(expr, MatAdd) else (expr,)

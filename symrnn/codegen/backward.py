@@ -88,18 +88,18 @@ def _loop_env(g_name: str, at: int | None = None):
 
 
 def _split_shared(shared):
-    """g_t = δ_t ⊙ F → (δ_t, F) with F free of δ (hoisted), or (None, None)."""
+    """g_t = δ_t ⊙ F → F, the factor free of δ (hoisted), or None."""
     if shared is None or not hasattr(shared, "args"):
-        return None, None
+        return None
     args = getattr(shared, "args", ())
     deltas = [a for a in args if has_delta(a)]
     rest = [a for a in args if not has_delta(a)]
     if len(deltas) != 1 or not isinstance(deltas[0], MatrixSymbol) or not rest:
-        return None, None
+        return None
     factor = rest[0]
     for other in rest[1:]:
         factor = hadamard(factor, other)
-    return deltas[0], factor
+    return factor
 
 
 def lower_backward(spec: Spec, rec: Recurrence, names: list[str], params, last: bool,
@@ -108,7 +108,7 @@ def lower_backward(spec: Spec, rec: Recurrence, names: list[str], params, last: 
     H = spec.hidden_size
     cell_params = [n for n in names if n not in ("W_hy", "b_y")]
     shared = share_across_time(rec, cell_params)
-    delta_part, factor = _split_shared(shared)
+    factor = _split_shared(shared)
     def g_at(k):
         return (timed("g", t_ + k, H))
     carry = substitute_shared(rec.carry["h"], shared, g_at)

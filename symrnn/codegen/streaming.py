@@ -132,7 +132,7 @@ def _head_chunk(spec: Spec, rec: Recurrence, params, names, local) -> list[ir.St
 def _window(spec: Spec, rec: Recurrence, params, names) -> list[ir.Stmt]:
     cell = [n for n in names if n not in HEAD]
     shared = share_across_time(rec, cell)
-    _, factor = _split_shared(shared)
+    factor = _split_shared(shared)
     H = spec.hidden_size
 
     def g_at(k):
