@@ -24,9 +24,9 @@ import sympy
 from sympy.core.cache import clear_cache
 
 from symrnn import Spec, derive_recurrence, derive_unrolled
-from symrnn.evaluate import run_forward
-from symrnn.graph import unroll
-from symrnn.oracle import explicit_symbols, prove_unrolled
+from symrnn.checks.evaluate import run_forward
+from symrnn.checks.oracle import explicit_symbols, prove_unrolled
+from symrnn.engine.graph import unroll
 
 TARGETS = {"rolled elman": 0.5, "rolled lstm": 3.0, "unrolled T=64": 10.0}
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from symrnn.derive import derive
-from symrnn.describe import recurrence_text, unrolled_text
+from symrnn.checks.verify import codegen_section
+from symrnn.engine.derive import derive
 from symrnn.formula.report import formula_section
-from symrnn.latex import report_section as latex_section
 from symrnn.regimes.section import regimes_section
+from symrnn.render.describe import recurrence_text, unrolled_text
+from symrnn.render.latex.document import report_section as latex_section
 from symrnn.spec import Spec
-from symrnn.verify import codegen_section
 
 __all__ = ["SECTIONS", "write_report"]
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from symrnn.errors import SpecError, suggest
+from symrnn.ops import ACTIVATIONS
 
 __all__ = [
     "Spec",
@@ -43,7 +44,6 @@ __all__ = [
 ]
 
 CELLS = ("elman", "lstm", "gru")
-ACTIVATIONS = ("tanh", "relu", "sigmoid", "identity")
 HEADS = ("identity", "sigmoid", "softmax")
 LOSSES = ("mse", "cross_entropy")
 TOPOLOGIES = ("many_to_many", "many_to_one")

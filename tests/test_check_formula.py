@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 import symrnn
 from symrnn.cli import cli
+from symrnn.engine.rules import RULES, Rule
 from symrnn.errors import FormulaError, SymrnnError
 from symrnn.formula import SLIPS, check_formula
-from symrnn.rules import RULES, Rule
 from symrnn.spec import Spec
 
 SEED_V = r"\frac{\partial L_3}{\partial V} = - (\mathrm{y_3 - \hat{y_3}}) \mathrm{h_3}"

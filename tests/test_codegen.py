@@ -14,10 +14,10 @@ import torch
 
 import symrnn
 from symrnn import Spec
+from symrnn.checks.verify import reference_grads
 from symrnn.codegen import generate, ir
 from symrnn.codegen.printer import NUMPY, TORCH, Printer
 from symrnn.errors import SpecError
-from symrnn.verify import reference_grads
 
 SMALL = Spec(hidden_size=4, input_size=3, output_size=2)
 
@@ -99,7 +99,7 @@ def test_passes_rewrite_in_place_and_share_subexpressions():
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
 def test_unoptimised_code_gives_the_same_gradients(backend):
-    from symrnn.verify import verify
+    from symrnn.checks.verify import verify
 
     singles = tuple((name,) for name in symrnn.codegen.DEFAULT_PASSES)
     for passes in ((), *singles, symrnn.codegen.DEFAULT_PASSES):
@@ -244,7 +244,7 @@ def test_module_trains_with_torch_optim_next_to_other_layers():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_torch_backend_on_cuda():
-    from symrnn.verify import verify
+    from symrnn.checks.verify import verify
 
     module = symrnn.compile(SMALL, "torch")
     params, x, y, h0 = _data(SMALL)

@@ -43,7 +43,7 @@ def test_plot_writes_a_png(tmp_path):
 def test_report_section_writes_verified_modules(tmp_path, monkeypatch):
     import symrnn.codegen.demo as demo
     from symrnn import Spec
-    from symrnn.verify import codegen_section
+    from symrnn.checks.verify import codegen_section
 
     monkeypatch.setattr(demo, "training_section", lambda spec, out: "## Training (stub)")
     text = codegen_section(Spec(), tmp_path)

@@ -7,11 +7,11 @@ from sympy import MatAdd, MatrixSymbol
 from sympy.matrices.expressions.inverse import Inverse
 
 from symrnn import derive, derive_unrolled
-from symrnn.derive import Backprop, Block
+from symrnn.engine.derive import Backprop, Block
+from symrnn.engine.expr import at_time
+from symrnn.engine.graph import Equation
 from symrnn.errors import MissingRuleError
-from symrnn.expr import at_time
-from symrnn.graph import Equation
-from symrnn.printing import Notation, text
+from symrnn.render.printing import Notation, text
 from symrnn.spec import Spec
 
 

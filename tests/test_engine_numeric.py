@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from symrnn import derive_unrolled
-from symrnn.evaluate import evaluate, run_adjoints, run_forward
-from symrnn.graph import unroll
+from symrnn.checks.evaluate import evaluate, run_adjoints, run_forward
+from symrnn.engine.graph import unroll
 
 
 def _instance(spec, T, seed):

@@ -7,16 +7,16 @@ import re
 import pytest
 from click.testing import CliRunner
 
-import symrnn.rules as rules
+import symrnn.engine.rules as rules
 from symrnn import __version__
 from symrnn.cli import cli
-from symrnn.derive import derive, derive_unrolled
+from symrnn.engine.derive import derive, derive_unrolled
+from symrnn.engine.expr import hadamard, timed
+from symrnn.engine.rules import Rule
 from symrnn.errors import SpecError
-from symrnn.expr import hadamard, timed
-from symrnn.latex import command_for, derivation_to_latex, report_section
-from symrnn.latex_bptt import shift_times
-from symrnn.printing import Notation
-from symrnn.rules import Rule
+from symrnn.render.latex.bptt import shift_times
+from symrnn.render.latex.document import command_for, derivation_to_latex, report_section
+from symrnn.render.printing import Notation
 from symrnn.spec import DEFAULT_SPEC
 
 SECTION_TITLES = [
@@ -58,7 +58,7 @@ def test_header_names_command_spec_version(default_doc):
 
 def test_equations_are_the_engines(default_doc):
     u = derive_unrolled(DEFAULT_SPEC.replace(topology="many_to_one"), 3)
-    from symrnn.printing import latex
+    from symrnn.render.printing import latex
 
     for sym, expr in u.definitions:
         assert f"{latex(sym)} &= {latex(expr)}" in default_doc

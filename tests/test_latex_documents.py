@@ -1,7 +1,7 @@
 """The committed documents of derivations/: no drift, and every one compiles.
 
 Drift: regenerating the standard documents must give the committed .tex
-byte for byte (regenerate with ``python -m symrnn.latex --all derivations``).
+byte for byte (regenerate with ``python -m symrnn.render.latex --all derivations``).
 Compilation: pdflatex -halt-on-error in a temporary folder, no overfull
 boxes, page 1 rendered to PNG.  Without pdflatex/pdftoppm the compile test
 is skipped with a message.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from symrnn.latex import STANDARD_DOCUMENTS, render_png, write_standard_documents
+from symrnn.render.latex.document import STANDARD_DOCUMENTS, render_png, write_standard_documents
 
 FOLDER = Path(__file__).resolve().parent.parent / "derivations"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -39,7 +39,7 @@ def test_no_drift(tmp_path):
         committed = FOLDER / path.name
         assert path.read_text() == committed.read_text(), (
             f"{committed} drifted from the engine; regenerate with "
-            "`python -m symrnn.latex --all derivations`"
+            "`python -m symrnn.render.latex --all derivations`"
         )
 
 

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from sympy import MatrixSymbol
 
-from symrnn.derive import derive_unrolled
-from symrnn.evaluate import evaluate, run_forward
-from symrnn.expr import Apply, at_time, hadamard, ones_like, sub, timed, transpose
-from symrnn.jacobians import Diag, expand_last_loss, factors, to_diag_form
+from symrnn.checks.evaluate import evaluate, run_forward
+from symrnn.engine.derive import derive_unrolled
+from symrnn.engine.expr import Apply, at_time, hadamard, ones_like, sub, timed, transpose
+from symrnn.render.jacobians import Diag, expand_last_loss, factors, to_diag_form
 from symrnn.spec import DEFAULT_SPEC
 
 H = DEFAULT_SPEC.hidden_size

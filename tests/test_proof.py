@@ -13,10 +13,10 @@ import itertools
 import pytest
 from conftest import SPEC_COMBOS, combo_id, combo_spec
 
-from symrnn import rules
-from symrnn.expr import hadamard, matmul
+from symrnn.engine import rules
+from symrnn.engine.expr import hadamard, matmul
 from symrnn.ops import ELEMENTWISE
-from symrnn.oracle import prove_unrolled
+from symrnn.checks.oracle import prove_unrolled
 from symrnn.spec import Spec
 
 SIZES = list(itertools.product((1, 2, 3), (1, 2), (1, 2)))

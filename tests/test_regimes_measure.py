@@ -10,14 +10,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from symrnn import rules
-from symrnn.expr import hadamard
+from symrnn.engine import rules
+from symrnn.engine.expr import hadamard
+from symrnn.engine.rules import Rule
 from symrnn.regimes import acceptance
 from symrnn.regimes.families import make_recurrent
 from symrnn.regimes.measure import fit_rate, measure
 from symrnn.regimes.network import kernel, random_params, random_sequence, regime_spec
 from symrnn.regimes.sweep import run_one, sweep
-from symrnn.rules import Rule
 from symrnn.spec import Spec
 
 ACTIVATIONS = ["tanh", "relu", "sigmoid", "identity"]
@@ -124,7 +124,10 @@ def test_scaling_the_loss_scales_every_gradient(c, seed):
     many = module.backward(params, cache)
     for name in params:
         np.testing.assert_allclose(many[name], c * one[name], rtol=1e-10, atol=1e-13)
-    np.testing.assert_allclose(many["delta"], np.repeat(one["delta"], c, axis=0), rtol=1e-12)
+    # rounding is relative to the largest entry: a tiny entry may differ in its last digits
+    scale = np.abs(one["delta"]).max()
+    np.testing.assert_allclose(many["delta"], np.repeat(one["delta"], c, axis=0), rtol=1e-12,
+                               atol=1e-12 * scale)
 
 
 def test_acceptance_figures_hold():

@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 
 import symrnn
 from symrnn import Spec
+from symrnn.checks.verify import TOLERANCES, VerificationError, verify
 from symrnn.cli import cli
+from symrnn.engine.rules import RULES, Rule
 from symrnn.errors import SpecError
-from symrnn.rules import RULES, Rule
-from symrnn.verify import TOLERANCES, VerificationError, verify
 
 
 def _corpus() -> list[Spec]:
@@ -96,7 +96,7 @@ def test_wrong_tanh_rule_gives_wrong_code_and_verify_fails(monkeypatch):
     right = RULES["tanh"]
 
     def wrong_vjp(node, g, out):  # f'(a) = 1 - h instead of 1 - h*h
-        from symrnn.expr import hadamard, ones_like, sub
+        from symrnn.engine.expr import hadamard, ones_like, sub
 
         return [(node.arg, hadamard(g, sub(ones_like(out), out)))]
 

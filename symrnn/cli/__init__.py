@@ -10,18 +10,9 @@ from __future__ import annotations
 
 import sys
 
-import click
-
-from symrnn.cli.common import SymrnnGroup
+from symrnn.cli.app import cli
 
 __all__ = ["main", "cli"]
-
-
-@click.group(cls=SymrnnGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="symrnn")
-def cli() -> None:
-    """symrnn: backpropagation through time, derived and checked by machine."""
-
 
 # Subcommands register themselves on import; one line per command module.
 from symrnn.cli import check as _check  # noqa: E402,F401

@@ -9,7 +9,7 @@ import json
 
 import click
 
-from symrnn.cli import cli
+from symrnn.cli.app import cli
 from symrnn.cli.common import spec_options
 from symrnn.formula import check_formula
 

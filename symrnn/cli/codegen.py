@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from symrnn.cli import cli
+from symrnn.cli.app import cli
 from symrnn.cli.common import UserError, spec_options
 from symrnn.codegen import BACKENDS, generate
 

@@ -6,11 +6,11 @@ import json
 
 import click
 
-from symrnn.cli import cli
+from symrnn.cli.app import cli
 from symrnn.cli.common import T_option, spec_options
-from symrnn.derive import derive as derive_spec
-from symrnn.describe import derivation_dict, recurrence_latex, recurrence_text, unrolled_text
-from symrnn.printing import Notation
+from symrnn.engine.derive import derive as derive_spec
+from symrnn.render.describe import derivation_dict, recurrence_latex, recurrence_text, unrolled_text
+from symrnn.render.printing import Notation
 from symrnn.spec import check_T
 
 

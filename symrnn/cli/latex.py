@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from symrnn.cli import cli
+from symrnn.cli.app import cli
 from symrnn.cli.common import UserError, spec_options
-from symrnn.latex import HADAMARD, command_for, derivation_to_latex, write_document
-from symrnn.printing import Notation
+from symrnn.render.latex.document import HADAMARD, command_for, derivation_to_latex, write_document
+from symrnn.render.printing import Notation
 
 
 def _parse_tbptt(value: str | None) -> tuple[int, int] | None:

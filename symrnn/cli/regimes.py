@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 
-from symrnn.cli import cli
+from symrnn.cli.app import cli
 from symrnn.cli.common import T_option, UserError, spec_options
 from symrnn.regimes.families import FAMILIES
 from symrnn.regimes.format import (

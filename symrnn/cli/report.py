@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from symrnn.cli import cli
+from symrnn.cli.app import cli
 from symrnn.cli.common import spec_options
 from symrnn.report import write_report
 

@@ -6,11 +6,11 @@ import json
 
 import click
 
-from symrnn.cli import cli
+from symrnn.checks.verify import TOLERANCES, verify
+from symrnn.cli.app import cli
 from symrnn.cli.codegen import parse_tbptt
 from symrnn.cli.common import T_option, describe_spec, spec_options
 from symrnn.codegen import BACKENDS
-from symrnn.verify import TOLERANCES, verify
 
 
 @cli.command("verify")

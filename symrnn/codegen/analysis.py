@@ -32,8 +32,9 @@ import sympy
 from sympy import MatAdd, MatrixSymbol
 
 from symrnn.codegen.translate import CodegenError, outer_sum, timed_bases, timed_symbols
-from symrnn.derive import Recurrence
-from symrnn.expr import T_SYMBOL, at_time, timed
+from symrnn.engine.derive import Recurrence
+from symrnn.engine.expr import T_SYMBOL, at_time, timed
+from symrnn.engine.graph import network
 
 __all__ = ["split_recurrent", "share_across_time", "substitute_shared", "stack_gradients",
            "input_adjoint",
@@ -90,10 +91,9 @@ def substitute_shared(expr, shared, g_sym_at):
 
 def input_adjoint(spec, rows_h) -> object:
     """∂L/∂x_t in terms of δ_t: the engine's reverse pass over one cell step."""
-    from symrnn.derive import Backprop, Block
-    from symrnn.graph import step_equations
+    from symrnn.engine.derive import Backprop, Block
 
-    step = step_equations(spec, t_, {"h": timed("h", t_ - 1, rows_h)}, head=False)
+    step = network(spec).step_equations(t_, {"h": timed("h", t_ - 1, rows_h)}, head=False)
     engine = Backprop({timed("h", t_, rows_h): timed("delta", t_, rows_h)}).run([Block(step)])
     return engine.gradient(timed("x", t_, spec.input_size))
 

@@ -42,9 +42,9 @@ from symrnn.codegen.analysis import (
 )
 from symrnn.codegen.forward import loss_env, unpack_params
 from symrnn.codegen.translate import CodegenError, rows, to_generic
-from symrnn.derive import Recurrence
-from symrnn.expr import T_SYMBOL, at_time, hadamard, timed
-from symrnn.printing import text
+from symrnn.engine.derive import Recurrence
+from symrnn.engine.expr import T_SYMBOL, at_time, hadamard, timed
+from symrnn.render.printing import text
 from symrnn.spec import Spec
 
 __all__ = ["lower_backward"]

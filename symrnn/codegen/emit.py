@@ -11,12 +11,11 @@ was generated from.
 
 from __future__ import annotations
 
-from symrnn.cells import cell_for, head_params
 from symrnn.codegen.lower import Lowered
 from symrnn.codegen.passes import Context, run_passes
 from symrnn.codegen.printer import Backend, Printer
-from symrnn.graph import parameters
-from symrnn.printing import text
+from symrnn.engine.graph import network
+from symrnn.render.printing import text
 
 __all__ = ["emit", "header"]
 
@@ -118,8 +117,8 @@ def _wrap(command: str, width: int = 88) -> str:
 
 def _shape(spec, name: str) -> tuple[int, ...]:
     """Biases are 1-D (n,), weights 2-D (rows, cols), as torch.nn.RNN stores them."""
-    rows, cols = parameters(spec)[name].shape
-    biases = {p.name for p in (*cell_for(spec).params, *head_params()) if p.is_bias}
+    rows, cols = network(spec).params[name].shape
+    biases = network(spec).bias_names
     return (int(rows),) if name in biases else (int(rows), int(cols))
 
 
@@ -177,7 +176,7 @@ def emit(low: Lowered, target: Backend, *, command: str, version: str,
     printer = Printer(target)
     decorator = ["@torch.no_grad()"] if target.name == "torch" else []
     parts = [header(low, target, command, version), "", *target.imports, ""]
-    names = list(parameters(spec))
+    names = list(network(spec).params)
     consts = [
         "SPEC = {\n" + "".join(f"    {k!r}: {v!r},\n" for k, v in spec.to_dict().items()) + "}",
         f"PARAM_SHAPES = {{{', '.join(f'{n!r}: {_shape(spec, n)!r}' for n in names)}}}",

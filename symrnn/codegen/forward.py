@@ -16,9 +16,9 @@ from sympy import MatAdd, MatrixSymbol
 from symrnn.codegen import ir
 from symrnn.codegen.analysis import CACHE_NAMES, split_recurrent
 from symrnn.codegen.translate import CodegenError, rows
-from symrnn.expr import T_SYMBOL, MSELoss, SoftmaxCrossEntropy, timed
-from symrnn.graph import step_equations
-from symrnn.printing import text
+from symrnn.engine.expr import T_SYMBOL, MSELoss, SoftmaxCrossEntropy, timed
+from symrnn.engine.graph import network
+from symrnn.render.printing import text
 from symrnn.spec import Spec
 
 __all__ = ["lower_forward", "loss_env", "unpack_params"]
@@ -45,7 +45,7 @@ def loss_env(last: bool):
 
 def lower_forward(spec: Spec, params, last: bool, stored: list[str]) -> ir.FunctionDef:
     """``forward``; the cache holds the ``stored`` quantities (see stored_outputs)."""
-    eqs = step_equations(spec, t_, {"h": timed("h", t_ - 1, spec.hidden_size)})
+    eqs = network(spec).step_equations(t_, {"h": timed("h", t_ - 1, spec.hidden_size)})
     cell = [e for e in eqs if e.block == "cell"]
     head = [e for e in eqs if e.block == "head"]
     (loss_eq,) = [e for e in eqs if e.block == "loss"]

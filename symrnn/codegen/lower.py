@@ -16,9 +16,9 @@ from symrnn.codegen import ir
 from symrnn.codegen.backward import lower_backward
 from symrnn.codegen.forward import lower_forward
 from symrnn.codegen.streaming import lower_streamed
-from symrnn.derive import Recurrence, derive
+from symrnn.engine.derive import Recurrence, derive
+from symrnn.engine.graph import network
 from symrnn.errors import SpecError
-from symrnn.graph import parameters
 from symrnn.spec import Spec
 
 __all__ = ["Options", "Lowered", "lower", "check_supported"]
@@ -77,7 +77,7 @@ def lower(spec: Spec, options: Options | None = None) -> Lowered:
     options = options or Options()
     check_supported(spec)
     rec = derive(spec).recurrence
-    names = list(parameters(spec))
+    names = list(network(spec).params)
     params = {n: ir.Name(n) for n in names}
     last = spec.topology == "many_to_one"
     backward, buffers, stored = lower_backward(spec, rec, names, params, last, options.tbptt,

@@ -34,6 +34,7 @@ from dataclasses import dataclass, replace
 
 from symrnn.codegen import ir
 from symrnn.codegen.printer import Printer
+from symrnn.ops import ELEMENTWISE
 
 __all__ = ["PASSES", "Context", "cse", "loop_invariants", "inplace", "fuse_bias",
            "reuse_temporaries", "bind_views",
@@ -41,7 +42,8 @@ __all__ = ["PASSES", "Context", "cse", "loop_invariants", "inplace", "fuse_bias"
 
 _NO_CSE = {"get", "T", "dtype_of", "device_of", "zeros", "empty", "zeros_like"}
 """Never shared: lookups, and allocations (each must be a fresh buffer)."""
-_INPLACE_F = {"tanh": "tanh_", "sigmoid": "sigmoid_", "relu": "relu_"}
+_INPLACE_F = {name: f"{name}_" for name, row in ELEMENTWISE.items()
+              if row.numpy_inplace and row.torch_inplace}
 
 
 def _size(node: ir.Node) -> int:
@@ -339,8 +341,8 @@ def fuse_bias(fn: ir.FunctionDef, ctx: Context) -> ir.FunctionDef:
     return ir.map_body((fn,), block)[0]
 
 
-_FRESH = {"add", "sub", "mul", "matmul", "div", "neg", "tanh", "sigmoid", "relu", "step",
-          "softmax", "log_softmax", "addmm"}
+_FRESH = {"add", "sub", "mul", "matmul", "div", "neg", "softmax", "log_softmax", "addmm",
+          *(name for name in ELEMENTWISE if name != "identity")}
 """Operations whose result is always a new array (never a view of an operand)."""
 
 

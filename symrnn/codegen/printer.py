@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from symrnn.codegen import ir
 from symrnn.errors import SymrnnError
+from symrnn.ops import ELEMENTWISE
 
 __all__ = ["Backend", "Printer", "NUMPY", "TORCH", "BACKENDS", "backend"]
 
@@ -59,6 +60,17 @@ def _calls(table: dict) -> dict[str, tuple[str, int, tuple[int, ...]]]:
     return out
 
 
+def _elementwise(target: str) -> dict[str, str]:
+    """The operation table's spellings: ``tanh`` and, where one exists, ``tanh_`` (in place)."""
+    out = {}
+    for name, row in ELEMENTWISE.items():
+        out[name] = getattr(row, target)
+        inplace = getattr(row, f"{target}_inplace")
+        if inplace is not None:
+            out[f"{name}_"] = inplace
+    return out
+
+
 @dataclass(frozen=True)
 class Backend:
     name: str
@@ -69,18 +81,6 @@ class Backend:
 
 
 _NP_HELPERS = '''
-def _sigmoid(a):
-    return 0.5 * (1.0 + np.tanh(0.5 * a))
-
-
-def _sigmoid_(a):
-    a *= 0.5
-    np.tanh(a, out=a)
-    a += 1.0
-    a *= 0.5
-    return a
-
-
 def _softmax(z):
     s = np.exp(z - z.max(axis=-1, keepdims=True))
     return s / s.sum(axis=-1, keepdims=True)
@@ -127,10 +127,6 @@ NUMPY = Backend(
     "numpy",
     ("import numpy as np",),
     _BIN | _calls({
-        "tanh": "np.tanh({0})",
-        "sigmoid": "_sigmoid({0})",
-        "relu": "np.maximum({0}, 0)",
-        "step": "({0} > 0).astype({0}.dtype)",
         "softmax": "_softmax({0})",
         "log_softmax": "_log_softmax({0})",
         "sum_all": "{0}.sum()",
@@ -143,9 +139,6 @@ NUMPY = Backend(
         "gather_steps": "{0}[np.arange({1}, {2} + 1) % {3}]",
         "matmul_out": "np.matmul({0}, {1}, out={2})",
         "rsub_": "np.subtract({0}, {1}, out={1})",
-        "tanh_": "np.tanh({0}, out={0})",
-        "sigmoid_": "_sigmoid_({0})",
-        "relu_": "np.maximum({0}, 0, out={0})",
         "sqrt": "np.sqrt({0})",
         "clip": "np.clip({0}, -{1}, {1})",
         "is_index": "_is_index({0})",
@@ -154,18 +147,14 @@ NUMPY = Backend(
         "device_of": "_device({0})",
         "zeros_like": "np.zeros_like({0})",
         "cast": ("np.asarray({0}, dtype={1})", 3),
-    }),
-    _NP_HELPERS,
+    } | _elementwise("numpy")),
+    _NP_HELPERS + "".join(row.numpy_helper for row in ELEMENTWISE.values()),
 )
 
 TORCH = Backend(
     "torch",
     ("import torch",),
     _BIN | _calls({
-        "tanh": "torch.tanh({0})",
-        "sigmoid": "torch.sigmoid({0})",
-        "relu": "torch.relu({0})",
-        "step": "({0} > 0).to({0}.dtype)",
         "softmax": "torch.softmax({0}, dim=-1)",
         "log_softmax": "torch.log_softmax({0}, dim=-1)",
         "sum_all": "{0}.sum()",
@@ -180,9 +169,6 @@ TORCH = Backend(
         "addmm_out": "torch.addmm({0}, {1}, {2}, out={3})",
         "rsub_": "{1}.neg_().add_({0})",
         "addmm": "torch.addmm({0}, {1}, {2})",
-        "tanh_": "{0}.tanh_()",
-        "sigmoid_": "{0}.sigmoid_()",
-        "relu_": "{0}.relu_()",
         "sqrt": "torch.sqrt({0})",
         "clip": "torch.clamp({0}, -{1}, {1})",
         "is_index": "_is_index({0})",
@@ -191,7 +177,7 @@ TORCH = Backend(
         "device_of": "{0}.device",
         "zeros_like": "torch.zeros_like({0})",
         "cast": "torch.as_tensor({0}, dtype={1}, device={2})",
-    }),
+    } | _elementwise("torch")),
     _TORCH_HELPERS,
 )
 

@@ -25,9 +25,9 @@ from symrnn.codegen.analysis import share_across_time, split_recurrent, substitu
 from symrnn.codegen.backward import _clipping, _split_shared
 from symrnn.codegen.forward import _loss_code, _targets, unpack_params
 from symrnn.codegen.translate import CodegenError, outer_sum, rows
-from symrnn.derive import Recurrence
-from symrnn.expr import T_SYMBOL, at_time, timed
-from symrnn.graph import step_equations
+from symrnn.engine.derive import Recurrence
+from symrnn.engine.expr import T_SYMBOL, at_time, timed
+from symrnn.engine.graph import network
 from symrnn.spec import Spec
 
 __all__ = ["lower_streamed"]
@@ -68,7 +68,7 @@ def _chunk_env(last: bool):
 
 
 def _forward_chunk(spec: Spec, params) -> list[ir.Stmt]:
-    eqs = step_equations(spec, t_, {"h": timed("h", t_ - 1, spec.hidden_size)}, head=False)
+    eqs = network(spec).step_equations(t_, {"h": timed("h", t_ - 1, spec.hidden_size)}, head=False)
     (a_eq,) = [e for e in eqs if e.lhs.name.startswith("a_")]
     (h_eq,) = [e for e in eqs if e.lhs.name.startswith("h_")]
     recurrent, hoisted = split_recurrent(a_eq.rhs, "h", -1)
@@ -96,7 +96,7 @@ def _forward_chunk(spec: Spec, params) -> list[ir.Stmt]:
 def _head_chunk(spec: Spec, rec: Recurrence, params, names, local) -> list[ir.Stmt]:
     last = spec.topology == "many_to_one"
     env = _chunk_env(last)
-    eqs = step_equations(spec, t_, {"h": timed("h", t_ - 1, spec.hidden_size)})
+    eqs = network(spec).step_equations(t_, {"h": timed("h", t_ - 1, spec.hidden_size)})
     head = [e for e in eqs if e.block == "head"]
     (loss_eq,) = [e for e in eqs if e.block == "loss"]
     n_rows = ir.Tuple((ir.Num(-1), N("H")))

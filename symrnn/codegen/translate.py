@@ -36,8 +36,8 @@ from sympy.matrices.expressions.special import OneMatrix
 from sympy.matrices.expressions.transpose import Transpose
 
 from symrnn.codegen import ir
+from symrnn.engine.expr import Apply, Softmax, split_timed
 from symrnn.errors import SymrnnError
-from symrnn.expr import Apply, Softmax, split_timed
 
 __all__ = ["CodegenError", "Env", "rows", "time_offset", "timed_symbols", "timed_bases",
            "to_generic", "outer_sum"]
@@ -81,7 +81,7 @@ def timed_bases(expr: Basic) -> set[str]:
 
 def to_generic(expr: Basic, time: int) -> Basic:
     """Rename per-step symbols at the fixed step ``time`` to step t (offset 0)."""
-    from symrnn.expr import T_SYMBOL, timed
+    from symrnn.engine.expr import T_SYMBOL, timed
 
     mapping = {}
     for sym in expr.atoms(MatrixSymbol):

@@ -29,7 +29,7 @@ from symrnn.formula.parse import parse_formula
 from symrnn.formula.problem import ATOL, RTOL, Problem, resolve_quantity
 from symrnn.formula.symbolic import compare_symbolically, inline
 from symrnn.formula.verdict import Counterexample, Verdict
-from symrnn.printing import latex, text
+from symrnn.render.printing import latex, text
 from symrnn.spec import DEFAULT_SPEC, Spec, check_T
 
 __all__ = ["check_formula", "correct_formula", "DEFAULT_T"]

@@ -28,7 +28,7 @@ from symrnn.errors import SymrnnError
 from symrnn.formula import nodes as N
 from symrnn.formula.lower import lower
 from symrnn.formula.problem import ATOL, RTOL, VARIANTS, Problem
-from symrnn.ops import ELEMENTWISE
+from symrnn.ops import derivative_text
 
 __all__ = ["SLIPS", "Slip", "diagnose", "candidate_fixes", "relation"]
 
@@ -152,7 +152,7 @@ def _variant_slips(kind: str, problem: Problem) -> list[Slip]:
         act = problem.spec.activation
         slips.append(Slip("activation_derivative",
                           f"the factor {act}'(a_t) = "
-                          f"{ELEMENTWISE[act].derivative_text} (h = h_t) is missing"))
+                          f"{derivative_text(act)} (h = h_t) is missing"))
     if kind == "no_head_deriv":
         slips.append(Slip("activation_derivative", "the output head's factor sigmoid'(z_t) = "
                           "yhat_t * (1 - yhat_t) is missing from e_t"))

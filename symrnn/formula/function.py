@@ -29,13 +29,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from symrnn.engine.expr import timed
 from symrnn.errors import SpecError
-from symrnn.expr import timed
 from symrnn.formula.check import _counterexample, _pairs, correct_formula
 from symrnn.formula.diagnose import diagnose
 from symrnn.formula.problem import Problem, resolve_quantity
 from symrnn.formula.verdict import Verdict
-from symrnn.printing import latex
+from symrnn.render.printing import latex
 from symrnn.spec import Spec, check_T
 
 __all__ = ["Conventions", "check_function"]

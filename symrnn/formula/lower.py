@@ -1,7 +1,7 @@
 """Lower a parsed formula to a SymPy matrix expression over the engine's symbols.
 
 For a concrete spec and T every node becomes a matrix expression built with
-the :mod:`symrnn.expr` builders (so non-conformable formulas raise
+the :mod:`symrnn.engine.expr` builders (so non-conformable formulas raise
 :class:`~symrnn.errors.ShapeError` naming both shapes).  Sums and products
 over t expand for this T; definitions (``δ_t = …``) are inlined at each step
 they are used, and a user-defined quantity outside 1..T is zero (δ_{T+1} = 0).
@@ -25,11 +25,11 @@ from sympy import Basic, MatrixExpr, MatrixSymbol
 from sympy.matrices.expressions.hadamard import HadamardProduct
 from sympy.matrices.expressions.special import Identity, OneMatrix, ZeroMatrix
 
-from symrnn import expr as X
-from symrnn.cells import ALIASES
+from symrnn.engine import expr as X
+from symrnn.engine.cells import ALIASES
+from symrnn.engine.graph import Program
 from symrnn.errors import FormulaError, ShapeError, SymrnnError, suggest
 from symrnn.formula import nodes as N
-from symrnn.graph import Program
 from symrnn.ops import ELEMENTWISE
 
 __all__ = ["Lowered", "Scope", "lower", "resolve_param"]
@@ -248,10 +248,9 @@ class _Lowerer:
             arg = ZeroMatrix(1, 1)
         func = self.scope.program.spec.activation if node.func == "f" else node.func
         if node.derivative:
-            if func not in ELEMENTWISE or ELEMENTWISE[func].derivative_from_output is None:
+            if func not in ELEMENTWISE or ELEMENTWISE[func].derivative is None:
                 raise FormulaError(f"no derivative notation for {func!r}")
-            out = arg if func == "identity" else X.Apply(func, arg)
-            return ELEMENTWISE[func].derivative_from_output(out)
+            return X.derivative_from_output(func, X.apply(func, arg))
         if func == "softmax":
             return X.Softmax(arg)
         if func == "diag":
@@ -259,7 +258,7 @@ class _Lowerer:
                 raise ShapeError(f"diag needs a column vector, got shape {X.shape_str(arg)}")
             n = arg.shape[0]
             return HadamardProduct(X.matmul(arg, OneMatrix(1, n)), Identity(n))
-        return arg if func == "identity" else X.Apply(func, arg)
+        return X.apply(func, arg)
 
     def _Big(self, node: N.Big, bound):
         scope = {**bound, "T": self.T}

@@ -27,11 +27,11 @@ from functools import cached_property
 import numpy as np
 from sympy import MatAdd, MatrixSymbol
 
-from symrnn.cells import cell_for
-from symrnn.derive import Unrolled, derive_unrolled
+from symrnn.checks.evaluate import evaluate, run_adjoints, run_forward
+from symrnn.engine.derive import Unrolled, derive_unrolled
+from symrnn.engine.expr import split_timed
+from symrnn.engine.graph import network
 from symrnn.errors import FormulaError, SpecError
-from symrnn.evaluate import evaluate, run_adjoints, run_forward
-from symrnn.expr import split_timed
 from symrnn.formula.lower import Scope, resolve_param
 from symrnn.spec import Spec, check_T
 
@@ -53,7 +53,7 @@ class Quantity:
         return f"d{loss}/d{self.wrt}"
 
     def latex(self) -> str:
-        from symrnn.printing import symbol_latex
+        from symrnn.render.printing import symbol_latex
 
         loss = "L" if self.loss_step is None else f"L_{{{self.loss_step}}}"
         return rf"\frac{{\partial {loss}}}{{\partial {symbol_latex(self.wrt)}}}"
@@ -61,9 +61,8 @@ class Quantity:
 
 def resolve_quantity(spec: Spec, raw_wrt: str, loss_step: int | None) -> Quantity:
     """Map a written parameter (W, W_{hh}, V, h_0 …) to the spec's name."""
-    from symrnn.graph import initial_states, parameters
-
-    names = list(parameters(spec)) + [f"{s}_0" for s in initial_states(spec)]
+    net = network(spec)
+    names = list(net.params) + [f"{s}_0" for s in net.initial_states]
     base, _, index = raw_wrt.partition("_")
     name = resolve_param(names, base, index or None)
     if name is None:
@@ -175,7 +174,7 @@ class Problem:
     def carry_states(self) -> list[str]:
         """h_{k-1}, …, h_1 for the recursion the local-only slip drops."""
         last = self.T if self.quantity.loss_step is None else self.quantity.loss_step
-        state = cell_for(self.spec).states[0]
+        state = network(self.spec).states[0]
         return [f"{state}_{k}" for k in range(last - 1, 0, -1)]
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import sympy
 from sympy import MatrixSymbol
 
-from symrnn.evaluate import evaluate
+from symrnn.checks.evaluate import evaluate
 
 __all__ = ["compare_symbolically", "inline", "MAX_OPS"]
 

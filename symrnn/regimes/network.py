@@ -16,11 +16,9 @@ import functools
 from types import ModuleType
 
 import numpy as np
-from sympy import MatrixSymbol
 
 from symrnn.errors import SpecError, SymrnnError
-from symrnn.evaluate import evaluate
-from symrnn.ops import elementwise
+from symrnn.ops import NUMPY_ALGEBRA, elementwise
 from symrnn.spec import DEFAULT_SPEC, Spec
 
 __all__ = [
@@ -99,12 +97,6 @@ def random_sequence(spec: Spec, T: int, rng: np.random.Generator, *,
     return x, y
 
 
-@functools.cache
-def _derivative(activation: str, H: int, T: int):
-    out = MatrixSymbol("h", H, T)
-    return out, elementwise(activation).derivative_from_output(out)
-
-
 def trajectory(spec: Spec, params: dict, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Hidden states and local derivatives of one sequence x (1, T, D), h_0 = 0.
 
@@ -120,8 +112,7 @@ def trajectory(spec: Spec, params: dict, x: np.ndarray) -> tuple[np.ndarray, np.
     with np.errstate(over="ignore", invalid="ignore"):
         for t, x_t in enumerate(x[0], start=1):
             h[t] = f(W @ h[t - 1] + U @ x_t + b)
-        symbol, expr = _derivative(spec.activation, W.shape[0], T)
-        d = np.asarray(evaluate(expr, {symbol: h[1:].T}, backend="numpy"), dtype=float).T
+        d = elementwise(spec.activation).derivative(h[1:], NUMPY_ALGEBRA)
     return h, d
 
 

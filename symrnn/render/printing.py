@@ -17,8 +17,8 @@ from sympy.matrices.expressions.hadamard import HadamardProduct
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.str import StrPrinter
 
-from symrnn.cells import ALIASES
-from symrnn.expr import matmul, split_timed
+from symrnn.engine.cells import ALIASES
+from symrnn.engine.expr import matmul, split_timed
 
 __all__ = ["PLAIN", "Notation", "text", "latex", "symbol_latex"]
 

@@ -34,18 +34,19 @@ from sympy.matrices.expressions.hadamard import HadamardProduct
 from sympy.matrices.expressions.special import Identity, OneMatrix, ZeroMatrix
 from sympy.matrices.expressions.transpose import Transpose
 
-from symrnn.errors import MissingRuleError
-from symrnn.expr import (
+from symrnn.engine.expr import (
     Apply,
     MSELoss,
     Softmax,
     SoftmaxCrossEntropy,
+    derivative_from_output,
     hadamard,
     matmul,
     sub,
     transpose,
 )
-from symrnn.ops import ELEMENTWISE
+from symrnn.errors import MissingRuleError
+from symrnn.ops import ELEMENTWISE, derivative_text
 
 __all__ = ["Rule", "RULES", "register", "op_key", "rule_for"]
 
@@ -148,18 +149,16 @@ def _hadamard(node: HadamardProduct, g, out):
 
 def _elementwise_rule(name: str) -> VJP:
     def vjp(node: Apply, g, out):
-        derivative = ELEMENTWISE[name].derivative_from_output
-        if derivative is None:
-            return []
-        return [(node.arg, hadamard(g, derivative(out)))]
+        slope = derivative_from_output(name, out)
+        return [] if slope is None else [(node.arg, hadamard(g, slope))]
 
     return vjp
 
 
-for _name, _op in ELEMENTWISE.items():
+for _name in ELEMENTWISE:
     register(
         _name,
-        f"A_bar = G * f'(A), f'(A) = {_op.derivative_text} from the output",
+        f"A_bar = G * f'(A), f'(A) = {derivative_text(_name)} from the output h = f(A)",
         rf"\bar A = \bar G \odot {_name}'",
     )(_elementwise_rule(_name))
 

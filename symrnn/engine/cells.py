@@ -4,7 +4,7 @@ A cell is a definition, not machinery: a list of parameters with their
 shapes and a ``step`` function that states one time step as SymPy matrix
 expressions through a :class:`StepBuilder`.  ``b.let(name, rhs)`` adds the
 equation ``name_τ = rhs`` and returns the symbol ``name_τ``; the engine in
-:mod:`symrnn.derive` differentiates whatever a step says, so adding LSTM or
+:mod:`symrnn.engine.derive` differentiates whatever a step says, so adding LSTM or
 GRU needs no change there.
 
 Sizes: H hidden, D input, O output.  Parameter names (and the seed notes'
@@ -29,19 +29,19 @@ from dataclasses import dataclass, field
 
 from sympy import MatrixExpr, MatrixSymbol, Symbol
 
-from symrnn.errors import SpecError, suggest
-from symrnn.expr import (
-    Apply,
+from symrnn.engine.expr import (
     MSELoss,
     Softmax,
     SoftmaxCrossEntropy,
     add,
+    apply,
     hadamard,
     matmul,
     ones_like,
     sub,
     timed,
 )
+from symrnn.errors import SpecError, suggest
 from symrnn.spec import Spec
 
 __all__ = [
@@ -118,7 +118,7 @@ class StepBuilder:
 
     @staticmethod
     def f(op: str, arg: MatrixExpr) -> MatrixExpr:
-        return arg if op == "identity" else Apply(op, arg)
+        return apply(op, arg)
 
 
 @dataclass(frozen=True)

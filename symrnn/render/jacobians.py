@@ -13,7 +13,7 @@ recurrence (the summand's D_k, the carry's J_jᵀ, the head's ∂L_T/∂h_T) and
 pairs each term k with the k-th term that the unrolled engine derives for
 the loss at step T alone; ``Term.matches`` says whether they are the same
 product, factor by factor.  Nothing here is typed in: a wrong rule in
-:mod:`symrnn.rules` changes both sides.
+:mod:`symrnn.engine.rules` changes both sides.
 """
 
 from __future__ import annotations
@@ -25,10 +25,16 @@ from sympy.matrices.expressions.diagonal import DiagMatrix
 from sympy.matrices.expressions.hadamard import HadamardProduct
 from sympy.matrices.expressions.transpose import Transpose
 
-from symrnn.cells import cell_for
-from symrnn.derive import Recurrence, Unrolled, adjoint_symbol, derive_recurrence, derive_unrolled
+from symrnn.engine.derive import (
+    Recurrence,
+    Unrolled,
+    adjoint_symbol,
+    derive_recurrence,
+    derive_unrolled,
+)
+from symrnn.engine.expr import T_SYMBOL, add, at_time, hadamard, matmul, split_timed, transpose
+from symrnn.engine.graph import network
 from symrnn.errors import SpecError
-from symrnn.expr import T_SYMBOL, add, at_time, hadamard, matmul, split_timed, transpose
 from symrnn.spec import Spec
 
 __all__ = [
@@ -160,11 +166,10 @@ class Expansion:
 def _engine_terms(u: Unrolled, spec: Spec, param: str, T: int) -> dict[int, object]:
     grad = u.gradients[param]
     terms = grad.args if isinstance(grad, MatAdd) else (grad,)
-    rows = u.program.params["W_hh"].shape[0]
     out: dict[int, object] = {}
     for term in terms:
         atoms = term.atoms(MatrixSymbol)
-        ks = [k for k in range(1, T + 1) if adjoint_symbol(spec, "h", k, rows) in atoms]
+        ks = [k for k in range(1, T + 1) if adjoint_symbol(spec, "h", k) in atoms]
         if len(ks) != 1 or ks[0] in out:
             raise SpecError(f"expected one δ_k in each term of dL/d{param}, got {term}")
         out[ks[0]] = term
@@ -173,15 +178,14 @@ def _engine_terms(u: Unrolled, spec: Spec, param: str, T: int) -> dict[int, obje
 
 def expand_last_loss(spec: Spec, T: int = 3, param: str = "W_hh") -> Expansion:
     """Expand ∂L_T/∂θ (loss at step T only) as a sum over k of Jacobian products."""
-    if len(cell_for(spec).states) != 1:
+    if len(network(spec).states) != 1:
         raise SpecError(f"the Jacobian expansion needs a one-state cell (elman), got {spec.cell!r}")
     last = spec.replace(topology="many_to_one")
     rec = derive_recurrence(last)
     u = derive_unrolled(last, T)
-    rows = u.program.params["W_hh"].shape[0]
     t = T_SYMBOL
-    delta_t = adjoint_symbol(last, "h", t, rows)
-    delta_next = adjoint_symbol(last, "h", t + 1, rows)
+    delta_t = adjoint_symbol(last, "h", t)
+    delta_next = adjoint_symbol(last, "h", t + 1)
     summand = _split_at(to_diag_form(rec.gradients[param]), delta_t)
     carry = _split_at(to_diag_form(rec.carry["h"]), delta_next)
     if summand is None or carry is None:

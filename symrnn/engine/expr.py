@@ -30,6 +30,7 @@ from sympy.matrices.expressions.special import Identity, OneMatrix, ZeroMatrix
 from sympy.matrices.expressions.transpose import Transpose
 
 from symrnn.errors import ShapeError
+from symrnn.ops import ELEMENTWISE, elementwise
 
 __all__ = [
     "Apply",
@@ -46,6 +47,8 @@ __all__ = [
     "hadamard",
     "transpose",
     "ones_like",
+    "apply",
+    "derivative_from_output",
     "shape_str",
     "T_SYMBOL",
 ]
@@ -93,8 +96,6 @@ class Apply(MatrixExpr):
     """An elementwise function of a matrix: ``Apply('tanh', a)`` is tanh∘a."""
 
     def __new__(cls, op: str | Str, arg: MatrixExpr):
-        from symrnn.ops import elementwise
-
         op = op.name if isinstance(op, Str) else op  # rebuilt by xreplace/func(*args)
         elementwise(op)  # validate the name early
         return Basic.__new__(cls, Str(op), arg)
@@ -112,16 +113,12 @@ class Apply(MatrixExpr):
         return self.arg.shape
 
     def _entry(self, i, j, **kwargs):
-        from symrnn.ops import elementwise
-
         return elementwise(self.op).scalar(self.arg._entry(i, j, **kwargs))
 
     def _sympystr(self, printer) -> str:
         return f"{self.op}({printer._print(self.arg)})"
 
     def _latex(self, printer) -> str:
-        from symrnn.ops import elementwise
-
         symbol = elementwise(self.op).latex
         inner = printer._print(self.arg)
         return rf"{symbol}\left({inner}\right)" if symbol else inner
@@ -305,3 +302,25 @@ def transpose(a):
 
 def ones_like(a) -> OneMatrix:
     return OneMatrix(*a.shape)
+
+
+def apply(op: str, arg):
+    """f(arg) entrywise; the identity is not a node."""
+    elementwise(op)
+    return arg if op == "identity" else Apply(op, arg)
+
+
+class _MatrixAlgebra:
+    """The operation table's derivatives, built as matrix expressions."""
+
+    one = staticmethod(ones_like)
+    sub = staticmethod(sub)
+    mul = staticmethod(hadamard)
+    neg = staticmethod(lambda a: matmul(S.NegativeOne, a))
+    apply = staticmethod(apply)
+
+
+def derivative_from_output(op: str, out):
+    """f'(a) as a matrix expression in the stored output ``out`` = f(a); None if 0 a.e."""
+    derivative = ELEMENTWISE[op].derivative
+    return None if derivative is None else derivative(out, _MatrixAlgebra)

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from symrnn.errors import SymrnnError
+from symrnn.ops import elementwise
 from symrnn.spec import Spec, check_T
 
 __all__ = ["TOLERANCES", "Check", "Report", "VerificationError", "verify", "reference_grads",
@@ -52,8 +53,6 @@ TOLERANCES: dict[str, dict[str, float]] = {
 
 _EPS = 1e-5
 """Central-difference step: truncation ~ε²·L''', rounding ~1e-16·|L|/ε."""
-_ACT = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid,
-        "identity": lambda a: a}
 
 
 class VerificationError(SymrnnError, AssertionError):
@@ -123,7 +122,7 @@ def _step(spec: Spec, p: dict, h, x_t):
     a = h @ p["W_hh"].T + x_t @ p["W_xh"].T
     if spec.bias:
         a = a + p["b_h"]
-    return _ACT[spec.activation](a)
+    return elementwise(spec.activation).torch_impl(a)
 
 
 def _step_loss(spec: Spec, p: dict, h, y_t):

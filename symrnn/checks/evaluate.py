@@ -8,7 +8,7 @@ type, one scalar table per backend (from :mod:`symrnn.ops`).
 
 ``run_forward(program, env)`` fills ``env`` with every left-hand side of a
 program in order; ``run_adjoints`` then evaluates named adjoints (δ_t, e_t),
-so gradient expressions from :mod:`symrnn.derive` can be evaluated.
+so gradient expressions from :mod:`symrnn.engine.derive` can be evaluated.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from sympy.matrices.expressions.hadamard import HadamardProduct
 from sympy.matrices.expressions.special import Identity, OneMatrix, ZeroMatrix
 from sympy.matrices.expressions.transpose import Transpose
 
+from symrnn.engine.expr import Apply, MSELoss, Softmax, SoftmaxCrossEntropy
 from symrnn.errors import MissingRuleError
-from symrnn.expr import Apply, MSELoss, Softmax, SoftmaxCrossEntropy
 from symrnn.ops import ELEMENTWISE, Exp
 
 __all__ = ["evaluate", "run_forward", "run_adjoints"]
@@ -121,16 +121,7 @@ class _Torch(_Numpy):
 
     @staticmethod
     def apply(op, a):
-        import torch
-
-        table = {
-            "tanh": torch.tanh,
-            "sigmoid": torch.sigmoid,
-            "relu": torch.relu,
-            "identity": lambda v: v,
-            "step": lambda v: (v > 0).to(v.dtype),
-        }
-        return table[op](a)
+        return ELEMENTWISE[op].torch_impl(a)
 
     @staticmethod
     def softmax(z):

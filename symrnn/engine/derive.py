@@ -2,7 +2,7 @@
 
 The engine (:class:`Backprop`) walks a straight-line program of equations
 backwards.  Each equation's adjoint Ḡ = ∂L/∂lhs is pushed through its
-right-hand side with the rule table of :mod:`symrnn.rules`; adjoints that
+right-hand side with the rule table of :mod:`symrnn.engine.rules`; adjoints that
 reach the same symbol are summed.  The root of a right-hand side is
 represented by its left-hand side symbol, so activation derivatives read
 the stored output (1 − h_t ⊙ h_t, not 1 − tanh²(a_t)).  Every rule
@@ -34,11 +34,10 @@ from functools import cached_property
 
 from sympy import MatrixSymbol, S
 
-from symrnn.cells import cell_for
-from symrnn.expr import T_SYMBOL, add, timed
-from symrnn.graph import Equation, Program, initial_states, parameters, step_equations, unroll
-from symrnn.rules import op_key, rule_for
-from symrnn.spec import Spec, check_T
+from symrnn.engine.expr import T_SYMBOL, add, timed
+from symrnn.engine.graph import Equation, Program, network
+from symrnn.engine.rules import op_key, rule_for
+from symrnn.spec import Spec
 
 __all__ = [
     "Step",
@@ -128,13 +127,12 @@ class Backprop:
         return self.reuse(self.adjoint(symbol))
 
 
-def adjoint_symbol(spec: Spec, state: str, time, rows) -> MatrixSymbol:
-    """δ_τ for a one-state cell, δ^{s}_τ for each state of a multi-state cell."""
-    base = "delta" if len(cell_for(spec).states) == 1 else f"delta^{{{state}}}"
-    return timed(base, time, rows)
+def adjoint_symbol(spec: Spec, state: str, time) -> MatrixSymbol:
+    """δ_τ for a one-state cell, δ^{s}_τ for each state (see :meth:`Network.adjoint_symbol`)."""
+    return network(spec).adjoint_symbol(state, time)
 
 
-def _head_blocks(eqs: list[Equation], spec: Spec, time) -> list[Block]:
+def _head_blocks(eqs: list[Equation], time) -> list[Block]:
     """Head equations split so that e_τ = ∂L/∂z_τ is named when complete."""
     (z_eq,) = [eq for eq in eqs if eq.lhs.name.startswith("z_")]
     rest = [eq for eq in eqs if eq is not z_eq]
@@ -170,49 +168,43 @@ class Recurrence:
             return "t=T"
         return "t=1..T"
 
-    def _repr_latex_(self) -> str:
-        from symrnn.latex import repr_latex
-
-        return repr_latex(self)
 
 
 def derive_recurrence(spec: Spec) -> Recurrence:
     """Derive the rolled BPTT recurrence from one generic step t."""
+    net = network(spec)
     t = T_SYMBOL
-    states = cell_for(spec).states
-    rows = parameters(spec)["W_hy"].shape[1]
-    at = {s: {k: timed(s, t + k, rows) for k in (-1, 0, 1)} for s in states}
-    delta = {s: {k: adjoint_symbol(spec, s, t + k, rows) for k in (0, 1)} for s in states}
+    at = {k: net.state_symbols(t + k) for k in (-1, 0, 1)}
+    delta = {k: {s: net.adjoint_symbol(s, t + k) for s in net.states} for k in (0, 1)}
 
-    head = step_equations(spec, t, {s: at[s][-1] for s in states}, cell=False)
+    head = net.step_equations(t, at[-1], cell=False)
     local = Backprop({eq.lhs: S.One for eq in head if eq.block == "loss"})
-    local.run(_head_blocks(head, spec, t))
+    local.run(_head_blocks(head, t))
 
-    nxt = step_equations(spec, t + 1, {s: at[s][0] for s in states}, head=False)
-    carry = Backprop({at[s][1]: delta[s][1] for s in states}).run([Block(nxt)])
+    nxt = net.step_equations(t + 1, at[0], head=False)
+    carry = Backprop({at[1][s]: delta[1][s] for s in net.states}).run([Block(nxt)])
 
-    cur = step_equations(spec, t, {s: at[s][-1] for s in states}, head=False)
-    params = Backprop({at[s][0]: delta[s][0] for s in states}).run([Block(cur)])
+    cur = net.step_equations(t, at[-1], head=False)
+    params = Backprop({at[0][s]: delta[0][s] for s in net.states}).run([Block(cur)])
 
-    first = step_equations(spec, 1, initial_states(spec), head=False)
-    init_seeds = {timed(s, 1, rows): adjoint_symbol(spec, s, 1, rows) for s in states}
-    init = Backprop(init_seeds).run([Block(first)])
+    first = net.step_equations(1, net.initial_states, head=False)
+    one = net.state_symbols(1)
+    init = Backprop({one[s]: net.adjoint_symbol(s, 1) for s in net.states}).run([Block(first)])
 
-    gradients = {}
-    for name, sym in parameters(spec).items():
-        gradients[name] = add(params.gradient(sym), local.gradient(sym))
+    gradients = {name: add(params.gradient(sym), local.gradient(sym))
+                 for name, sym in net.params.items()}
     deltas = {
-        s: (delta[s][0], add(local.gradient(at[s][0]), carry.gradient(at[s][0])))
-        for s in states
+        s: (delta[0][s], add(local.gradient(at[0][s]), carry.gradient(at[0][s])))
+        for s in net.states
     }
     return Recurrence(
         spec=spec,
         output_error=local.definitions[0],
-        local={s: local.gradient(at[s][0]) for s in states},
-        carry={s: carry.gradient(at[s][0]) for s in states},
+        local={s: local.gradient(at[0][s]) for s in net.states},
+        carry={s: carry.gradient(at[0][s]) for s in net.states},
         deltas=deltas,
         gradients=gradients,
-        initial_state={s: init.gradient(sym) for s, sym in initial_states(spec).items()},
+        initial_state={s: init.gradient(sym) for s, sym in net.initial_states.items()},
         steps=tuple(local.steps + carry.steps + params.steps),
     )
 
@@ -240,27 +232,23 @@ class Unrolled:
         """Substitute every named adjoint: the gradient with nothing left named."""
         return None if expr is None else expr.xreplace(self._resolved)
 
-    def _repr_latex_(self) -> str:
-        from symrnn.latex import repr_latex
-
-        return repr_latex(self)
 
 
 def derive_unrolled(spec: Spec, T: int) -> Unrolled:
     """Reverse mode over the unrolled program: gradients for this T."""
-    program = unroll(spec, check_T(T))
-    states = cell_for(spec).states
+    net = network(spec)
+    program = net.unroll(T)
+    by_step: dict[int, list[Equation]] = {}
+    for eq in program.equations:
+        by_step.setdefault(eq.time, []).append(eq)
     blocks: list[Block] = []
     for t in range(1, program.T + 1):
-        cell = [eq for eq in program.equations if eq.time == t and eq.block == "cell"]
-        names = {}
-        for s in states:
-            (eq,) = [e for e in cell if e.lhs.name == f"{s}_{{{t}}}"]
-            names[eq.lhs] = adjoint_symbol(spec, s, t, eq.lhs.shape[0])
+        cell = [eq for eq in by_step[t] if eq.block == "cell"]
+        names = {sym: net.adjoint_symbol(s, t) for s, sym in net.state_symbols(t).items()}
         blocks.append(Block(cell, names))
-        head = [eq for eq in program.equations if eq.time == t and eq.block != "cell"]
+        head = [eq for eq in by_step[t] if eq.block != "cell"]
         if head:
-            blocks += _head_blocks(head, spec, t)
+            blocks += _head_blocks(head, t)
     engine = Backprop({loss: S.One for loss in program.losses}).run(blocks)
     gradients = {name: engine.gradient(sym) for name, sym in program.params.items()}
     for s, sym in program.initial_states.items():
@@ -282,10 +270,6 @@ class Derivation:
     def unrolled(self, T: int) -> Unrolled:
         return derive_unrolled(self.spec, T)
 
-    def _repr_latex_(self) -> str:
-        from symrnn.latex import repr_latex
-
-        return repr_latex(self)
 
 
 def derive(spec: Spec) -> Derivation:

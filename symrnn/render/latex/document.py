@@ -2,8 +2,8 @@
 
 ``derivation_to_latex(derivation_or_spec, notation)`` returns a standalone
 ``article`` (packages: amsmath, amssymb only) whose every equation is printed
-from the engine's expressions (see :mod:`symrnn.latex_sections` and
-:mod:`symrnn.latex_bptt` for the sections).  The file starts with a header
+from the engine's expressions (see :mod:`symrnn.render.latex.sections` and
+:mod:`symrnn.render.latex.bptt` for the sections).  The file starts with a header
 comment: the command that made it, the spec, the symrnn version and
 "generated; do not edit".  Column vectors throughout.
 
@@ -14,7 +14,7 @@ a temporary folder with ``SOURCE_DATE_EPOCH`` fixed (stable PDFs);
 missing or fails.
 
 The standard documents in ``derivations/`` are :data:`STANDARD_DOCUMENTS`;
-regenerate them with ``python -m symrnn.latex --all derivations``.
+regenerate them with ``python -m symrnn.render.latex --all derivations``.
 """
 
 from __future__ import annotations
@@ -27,13 +27,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from symrnn.derive import Derivation, Recurrence, Unrolled, derive
+from symrnn.engine.derive import Derivation, Recurrence, Unrolled, derive
 from symrnn.errors import SpecError, SymrnnError
-from symrnn.latex_bptt import SECTIONS as BPTT_SECTIONS
-from symrnn.latex_bptt import recurrence_rows
-from symrnn.latex_sections import SECTIONS as MODEL_SECTIONS
-from symrnn.latex_sections import Context, aligned
-from symrnn.printing import PLAIN, Notation, latex, symbol_latex
+from symrnn.render.latex.bptt import SECTIONS as BPTT_SECTIONS
+from symrnn.render.latex.bptt import recurrence_rows
+from symrnn.render.latex.sections import SECTIONS as MODEL_SECTIONS
+from symrnn.render.latex.sections import Context, aligned
+from symrnn.render.printing import PLAIN, Notation, latex, symbol_latex
 from symrnn.spec import DEFAULT_SPEC, Spec
 
 __all__ = [
@@ -275,8 +275,8 @@ def report_section(spec: Spec, out: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m symrnn.latex", description=__doc__.split(
-        "\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m symrnn.render.latex",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("--all", metavar="FOLDER", default="derivations",
                         help="write every standard document into FOLDER")
     parser.add_argument("--tex-only", action="store_true", help="skip PDF and PNG")
@@ -290,6 +290,3 @@ def main(argv: list[str] | None = None) -> int:
         print(path)
     return 0
 
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

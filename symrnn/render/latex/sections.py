@@ -1,8 +1,8 @@
 """The sections of a LaTeX derivation, each printed from engine expressions.
 
-Every display below is built from what :mod:`symrnn.derive` returns (the
+Every display below is built from what :mod:`symrnn.engine.derive` returns (the
 rolled :class:`~symrnn.derive.Recurrence`, the unrolled gradients of
-``derive_unrolled``) and the forward program of :mod:`symrnn.graph`; the
+``derive_unrolled``) and the forward program of :mod:`symrnn.engine.graph`; the
 prose around them only names what is shown.  Expressions go through the one
 LaTeX printer, :func:`symrnn.printing.latex`, with the document's
 :class:`~symrnn.printing.Notation`.  Column vectors throughout: h_t ∈ R^H,
@@ -18,11 +18,11 @@ from functools import cached_property
 
 from sympy import Symbol
 
-from symrnn.derive import Recurrence
-from symrnn.expr import T_SYMBOL, at_time, matmul, timed
-from symrnn.graph import initial_states, step_equations, unroll
-from symrnn.jacobians import Diag, Expansion, expand_last_loss
-from symrnn.printing import Notation, latex, symbol_latex
+from symrnn.engine.derive import Recurrence
+from symrnn.engine.expr import T_SYMBOL, at_time, matmul, timed
+from symrnn.engine.graph import network, unroll
+from symrnn.render.jacobians import Diag, Expansion, expand_last_loss
+from symrnn.render.printing import Notation, latex, symbol_latex
 from symrnn.spec import Spec
 
 __all__ = ["Context", "SECTIONS", "aligned", "display"]
@@ -51,7 +51,7 @@ class Context:
 
     @cached_property
     def rows(self):
-        return initial_states(self.spec)["h"].shape[0]
+        return network(self.spec).initial_states["h"].shape[0]
 
     @cached_property
     def expansion(self) -> Expansion:
@@ -96,7 +96,8 @@ def conventions_section(c: Context) -> str:
 def model_section(c: Context) -> str:
     t = T_SYMBOL
     prev = {"h": timed("h", t - 1, c.rows)}
-    rows = [rf"{c.tex(eq.lhs)} &= {c.tex(eq.rhs)}" for eq in step_equations(c.spec, t, prev)]
+    equations = network(c.spec).step_equations(t, prev)
+    rows = [rf"{c.tex(eq.lhs)} &= {c.tex(eq.rhs)}" for eq in equations]
     if c.spec.topology == "many_to_many":
         rows.append(r"L &= \sum_{t=1}^{T} L_{t}")
     else:

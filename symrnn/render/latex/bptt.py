@@ -9,7 +9,7 @@
 * the bound ‖∂h_t/∂h_k‖₂ ≤ (γ σ_max(W_hh))^{t−k}, γ = sup |f'| from
   :data:`symrnn.ops.ELEMENTWISE`.
 
-As in :mod:`symrnn.latex_sections`, every formula is printed from the
+As in :mod:`symrnn.render.latex.sections`, every formula is printed from the
 engine's recurrence and unrolled gradients; a section takes a
 :class:`~symrnn.latex_sections.Context` and returns LaTeX.
 """
@@ -18,11 +18,11 @@ from __future__ import annotations
 
 from sympy import MatrixSymbol, Symbol
 
-from symrnn.derive import derive_unrolled
-from symrnn.expr import T_SYMBOL, add, at_time, split_timed, timed
-from symrnn.jacobians import Diag, jacobian_factors, to_diag_form
-from symrnn.latex_sections import Context, display
+from symrnn.engine.derive import derive_unrolled
+from symrnn.engine.expr import T_SYMBOL, add, at_time, split_timed, timed
 from symrnn.ops import ELEMENTWISE
+from symrnn.render.jacobians import Diag, jacobian_factors, to_diag_form
+from symrnn.render.latex.sections import Context, display
 
 __all__ = ["SECTIONS", "recurrence_rows", "shift_times"]
 

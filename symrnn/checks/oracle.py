@@ -1,0 +1,462 @@
+"""The scalar oracle: each cell's textbook equations in scalars, differentiated by SymPy.
+
+This is the independent check of the matrix-form engine, and it shares
+nothing with it: it imports only :mod:`symrnn.spec` and :mod:`symrnn.errors`.
+For concrete sizes every parameter entry is a scalar symbol (``W_hh[0,1]``)
+and the forward pass over t = 1..T is written here, from the equations of
+each cell (column vectors; H hidden, D input, O output)::
+
+    elman  a_t = W_hh h_{t-1} + W_xh x_t + b_h,   h_t = f(a_t)
+    lstm   i, f, o = σ(W_h{g} h_{t-1} + W_x{g} x_t + b_{g}),
+           g = tanh(W_hg h_{t-1} + W_xg x_t + b_g),
+           c_t = f ⊙ c_{t-1} + i ⊙ g,   h_t = o ⊙ tanh(c_t)
+    gru    r = σ(W_hr h + W_xr x + b_r),  u = σ(W_hu h + W_xu x + b_u),
+           n = tanh(W_xn x + b_n + r ⊙ (W_hn h + b_hn)),
+           h_t = (1 − u) ⊙ n + u ⊙ h_{t-1}                  (torch's form)
+    head   z_t = W_hy h_t + b_y,  ŷ_t = g(z_t)
+    loss   mse: ½ ‖ŷ_t − y_t‖²;  cross_entropy: −Σ_i y_i (z_i − log Σ_j e^{z_j})
+
+with σ(a) = 1/(1 + e^{−a}), ReLU(a) = Max(0, a), softmax = e^{z_i} / Σ_j e^{z_j},
+a loss at every step (many_to_many) or at t = T only (many_to_one).
+
+The program is in common-subexpression form: one scalar symbol per entry of
+every intermediate (``a_1[0]``, ``h_1[0]``, ...) with its defining
+expression.  A reverse sweep from L = Σ_t L_t applies the scalar chain rule;
+every local partial derivative is ``diff`` of a definition (SymPy's own
+derivative of each activation, once per kind).  That gives ∂L/∂σ for every
+symbol σ: δ_t = ∂L/∂h_t (with c_t held fixed for the LSTM), ∂L/∂c_t, ∂L/∂h_0,
+and for every parameter θ the summand of step t, ∂L/∂θ^{(t)} — the
+derivative with respect to a copy of θ used by step t only (the definitions
+of step t) — whose sum over t is ∂L/∂θ.
+
+Exactness.  Every transcendental value is folded into the symbol of its
+output: tanh(a) → h, σ(a) → s (e^{−a} = (1 − s)/s, so σ' = s(1 − s)),
+H(a) → step(h) for h = Max(0, a) (true for a ≠ 0), e^{z} → E, Σ_j E_j → S,
+log S → its own symbol.  Every value and every derivative is then a Laurent
+polynomial in these atoms and the primitive symbols, kept expanded
+(SymEngine), so two of them are equal when their difference expands to
+exactly 0.  For cross-entropy the targets are distributions: the last entry
+is 1 − (the others).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+import symengine
+import sympy
+from sympy import Matrix, Max, MatrixSymbol, Symbol
+
+from symrnn.errors import SpecError
+from symrnn.spec import Spec
+
+__all__ = [
+    "Definition",
+    "ScalarNetwork",
+    "build_network",
+    "explicit_symbols",
+    "forward_values",
+    "is_zero",
+    "parameter_shapes",
+]
+
+_GATES = {"elman": "", "lstm": "ifog", "gru": "ru"}
+STATES = {"elman": ("h",), "lstm": ("h", "c"), "gru": ("h",)}
+
+
+def explicit_symbols(symbol: MatrixSymbol) -> Matrix:
+    """A matrix of scalar symbols named like ``W_hh[0,1]`` for a matrix symbol."""
+    rows, cols = (int(d) for d in symbol.shape)
+    return _entries(symbol.name.replace("{", "").replace("}", ""), rows, cols)
+
+
+def _entries(name: str, rows: int, cols: int = 1) -> Matrix:
+    if cols == 1:
+        return Matrix(rows, 1, lambda i, j: Symbol(f"{name}[{i}]", real=True))
+    return Matrix(rows, cols, lambda i, j: Symbol(f"{name}[{i},{j}]", real=True))
+
+
+def parameter_shapes(spec: Spec) -> dict[str, tuple[int, int]]:
+    """Parameter name → (rows, cols), in the engine's naming (biases dropped if off)."""
+    H, D, O = spec.hidden_size, spec.input_size, spec.output_size  # noqa: E741
+    shapes: dict[str, tuple[int, int]] = {}
+    if spec.cell == "elman":
+        shapes |= {"W_hh": (H, H), "W_xh": (H, D), "b_h": (H, 1)}
+    else:
+        for g in _GATES[spec.cell]:
+            shapes |= {f"W_h{g}": (H, H), f"W_x{g}": (H, D), f"b_{g}": (H, 1)}
+        if spec.cell == "gru":
+            shapes |= {"W_hn": (H, H), "W_xn": (H, D), "b_n": (H, 1), "b_hn": (H, 1)}
+    shapes |= {"W_hy": (O, H), "b_y": (O, 1)}
+    return {k: v for k, v in shapes.items() if spec.bias or not k.startswith("b_")}
+
+
+# --------------------------------------------------------------------------- atoms
+
+_U, _V, _STEP = sympy.symbols("u v step")
+
+
+def _function(kind: str, u):
+    """The textbook scalar function of each transcendental kind."""
+    if kind == "tanh":
+        return sympy.tanh(u)
+    if kind == "sigmoid":
+        return 1 / (1 + sympy.exp(-u))
+    if kind == "relu":
+        return Max(0, u)
+    if kind == "exp":
+        return sympy.exp(u)
+    if kind == "log":
+        return sympy.log(u)
+    raise ValueError(kind)
+
+
+@cache
+def _derivative_template(kind: str):
+    """SymPy's f'(u), folded into the output v = f(u) (and step = H(u) for ReLU).
+
+    tanh' = 1 − v², σ' = v(1 − v) (e^{−u} = (1 − v)/v, then ``cancel``),
+    ReLU' = step, exp' = v, log' = 1/u.
+    """
+    f = _function(kind, _U)
+    fold = {f: _V, sympy.exp(-_U): (1 - _V) / _V, sympy.Heaviside(_U): _STEP}
+    d = sympy.cancel(sympy.diff(f, _U).xreplace(fold))
+    if not d.free_symbols <= {_U, _V, _STEP} or d.atoms(sympy.Function):
+        raise AssertionError(f"{kind}: derivative {d} did not fold into its output")
+    return symengine.sympify(d)
+
+
+_SE_U, _SE_V, _SE_STEP = (symengine.Symbol(s.name) for s in (_U, _V, _STEP))
+
+
+def is_zero(expr) -> bool:
+    """Exact zero test of a Laurent polynomial in the atoms."""
+    return symengine.expand(symengine.sympify(expr)) == 0
+
+
+def _se(expr):
+    return symengine.sympify(expr)
+
+
+# --------------------------------------------------------------------------- program
+
+
+@dataclass(frozen=True)
+class Definition:
+    """``symbol = expr`` at step ``time``.
+
+    ``kind`` is 'poly' (a polynomial of earlier symbols, written out in the
+    canonical form), 'sum' (Σ_j E_j, kept as the atom S), or a transcendental
+    kind ('tanh', 'sigmoid', 'relu', 'exp', 'log') of the single symbol ``arg``.
+    """
+
+    symbol: Symbol
+    expr: sympy.Expr
+    time: int
+    kind: str = "poly"
+    arg: Symbol | None = None
+
+
+class ScalarNetwork:
+    """The scalar forward program of a spec for a concrete T, and its reverse sweep."""
+
+    def __init__(self, spec: Spec, T: int):
+        if not spec.is_concrete:
+            raise SpecError("the scalar oracle needs concrete sizes")
+        if isinstance(T, bool) or not isinstance(T, int) or T < 1:
+            raise SpecError(f"T must be a positive integer, got {T!r}")
+        self.spec, self.T = spec, T
+        H, D, O = spec.hidden_size, spec.input_size, spec.output_size  # noqa: E741
+        self.params: dict[str, Matrix] = {
+            name: _entries(name, *shape) for name, shape in parameter_shapes(spec).items()
+        }
+        self.inputs = {t: _entries(f"x_{t}", D) for t in range(1, T + 1)}
+        self.loss_steps = tuple(range(1, T + 1)) if spec.topology == "many_to_many" else (T,)
+        self.targets = {}
+        for t in self.loss_steps:
+            y = _entries(f"y_{t}", O)
+            if spec.loss == "cross_entropy":  # targets are distributions
+                y[O - 1] = 1 - sum(y[:O - 1], sympy.S.Zero)
+            self.targets[t] = y
+        self.states: dict[tuple[str, int], Matrix] = {
+            (s, 0): _entries(f"{s}_0", H) for s in STATES[spec.cell]
+        }
+        self.definitions: list[Definition] = []
+        self.losses: dict[int, Symbol] = {}
+        self.outputs: dict[int, Matrix] = {}
+        for t in range(1, T + 1):
+            self._time = t
+            getattr(self, f"_{spec.cell}_step")(t)
+            if t in self.loss_steps:
+                self._head(t)
+        self._canonicalize()
+
+    # ---- building
+
+    def _define(self, name: str, exprs, kind: str = "poly", args=None) -> Matrix:
+        exprs = list(exprs)
+        syms = []
+        for k, expr in enumerate(exprs):
+            sym = Symbol(f"{name}[{k}]", real=True)
+            arg = None if args is None else args[k]
+            self.definitions.append(Definition(sym, expr, self._time, kind, arg))
+            syms.append(sym)
+        return Matrix(len(syms), 1, syms)
+
+    def _define_scalar(self, name: str, expr, kind: str = "poly", arg=None) -> Symbol:
+        sym = Symbol(name, real=True)
+        self.definitions.append(Definition(sym, expr, self._time, kind, arg))
+        return sym
+
+    def _apply(self, name: str, kind: str, a: Matrix) -> Matrix:
+        if kind == "identity":
+            return self._define(name, a)
+        return self._define(name, [_function(kind, ai) for ai in a], kind, list(a))
+
+    def _p(self, name: str):
+        return self.params.get(name)
+
+    def _affine(self, t: int, W: str, h: Matrix, U: str, b: str) -> list:
+        out = self._p(W) * h + self._p(U) * self.inputs[t]
+        if self._p(b) is not None:
+            out = out + self._p(b)
+        return list(out)
+
+    def _elman_step(self, t: int) -> None:
+        a = self._define(f"a_{t}", self._affine(t, "W_hh", self.states["h", t - 1], "W_xh", "b_h"))
+        self.states["h", t] = self._apply(f"h_{t}", self.spec.activation, a)
+
+    def _lstm_step(self, t: int) -> None:
+        h, c = self.states["h", t - 1], self.states["c", t - 1]
+        gate = {}
+        for g in "ifog":
+            a = self._define(f"a{g}_{t}", self._affine(t, f"W_h{g}", h, f"W_x{g}", f"b_{g}"))
+            gate[g] = self._apply(f"{g}_{t}", "tanh" if g == "g" else "sigmoid", a)
+        i, f, o, g = (gate[k] for k in "ifog")
+        c_new = self._define(f"c_{t}", [f[k] * c[k] + i[k] * g[k] for k in range(len(c))])
+        tc = self._apply(f"tanh(c_{t})", "tanh", c_new)
+        self.states["c", t] = c_new
+        self.states["h", t] = self._define(f"h_{t}", [o[k] * tc[k] for k in range(len(c))])
+
+    def _gru_step(self, t: int) -> None:
+        h = self.states["h", t - 1]
+        ar = self._define(f"ar_{t}", self._affine(t, "W_hr", h, "W_xr", "b_r"))
+        r = self._apply(f"r_{t}", "sigmoid", ar)
+        au = self._define(f"au_{t}", self._affine(t, "W_hu", h, "W_xu", "b_u"))
+        u = self._apply(f"u_{t}", "sigmoid", au)
+        rec = self._p("W_hn") * h
+        if self._p("b_hn") is not None:
+            rec = rec + self._p("b_hn")
+        m = self._define(f"hn_{t}", rec)
+        xn = self._p("W_xn") * self.inputs[t]
+        if self._p("b_n") is not None:
+            xn = xn + self._p("b_n")
+        an = self._define(f"an_{t}", [xn[k] + r[k] * m[k] for k in range(len(h))])
+        n = self._apply(f"n_{t}", "tanh", an)
+        self.states["h", t] = self._define(
+            f"h_{t}", [(1 - u[k]) * n[k] + u[k] * h[k] for k in range(len(h))]
+        )
+
+    def _head(self, t: int) -> None:
+        spec = self.spec
+        zexpr = self._p("W_hy") * self.states["h", t]
+        if self._p("b_y") is not None:
+            zexpr = zexpr + self._p("b_y")
+        z = self._define(f"z_{t}", zexpr)
+        y = self.targets[t]
+        if spec.head == "softmax":
+            E = self._apply(f"E_{t}", "exp", z)
+            if len(E) > 1:
+                S = self._define_scalar(f"S_{t}", sum(E, sympy.S.Zero), "sum")
+            else:  # one class: the normaliser is E itself
+                S = E[0]
+            yhat = self._define(f"yhat_{t}", [e / S for e in E])
+        else:
+            yhat = self._apply(f"yhat_{t}", spec.head, z)
+        self.outputs[t] = yhat
+        if spec.loss == "cross_entropy":
+            log_s = self._define_scalar(f"log(S_{t})", sympy.log(S), "log", S)
+            loss = -sum((y[k] * (z[k] - log_s) for k in range(len(z))), sympy.S.Zero)
+        else:
+            loss = sum(((yhat[k] - y[k]) ** 2 for k in range(len(z))), sympy.S.Zero) / 2
+        self.losses[t] = self._define_scalar(f"L_{t}", loss)
+
+    # ---- canonical forms
+
+    def _canonicalize(self) -> None:
+        """Each symbol's value as a Laurent polynomial in atoms and primitives."""
+        self._canon: dict = {}
+        self._keys: dict = {}
+        self._steps: dict = {}
+        self._index = {}
+        for d in self.definitions:
+            sym = _se(d.symbol)
+            self._index[sym] = d
+            if d.kind == "poly":
+                self._canon[sym] = self._to_canonical(_se(d.expr))
+                continue
+            self._canon[sym] = sym
+            if d.kind == "sum":
+                self._keys["sum", self._to_canonical(_se(d.expr))] = sym
+                continue
+            arg = self._canon.get(_se(d.arg), _se(d.arg))
+            self._keys[d.kind, arg] = sym
+            if d.kind == "relu":
+                step = symengine.Symbol(f"step({d.symbol.name})")
+                self._steps[sym] = step
+                self._keys["step", arg] = step
+                self._keys["step", sym] = step
+
+    def _to_canonical(self, expr):
+        mapping = {s: self._canon[s] for s in expr.free_symbols
+                   if s in self._canon and self._canon[s] != s}
+        return symengine.expand(expr.subs(mapping) if mapping else expr)
+
+    def canonical(self, expr):
+        """An expression in this network's symbols, as a canonical Laurent polynomial."""
+        return self._to_canonical(_se(expr))
+
+    def lookup(self, kind: str, arg):
+        """The atom for ``kind(arg)`` (arg canonical), e.g. ('tanh', a) → h; or None."""
+        return self._keys.get((kind, symengine.expand(arg)))
+
+    def state(self, name: str, t: int) -> list:
+        """Canonical values of the entries of a state at step t."""
+        return [self._canon.get(_se(s), _se(s)) for s in self.states[name, t]]
+
+    def loss(self, t: int):
+        return self._canon[_se(self.losses[t])]
+
+    # ---- reverse sweep
+
+    def _partials(self, d: Definition) -> list:
+        sym = _se(d.symbol)
+        if d.kind in ("poly", "sum"):
+            expr = _se(d.expr)
+            out = []
+            for s in expr.free_symbols:
+                if s in self._index or s in self._leaves:
+                    out.append((s, self._to_canonical(expr.diff(s))))
+            return out
+        template = _derivative_template(d.kind)
+        arg = _se(d.arg)
+        local = template.subs({_SE_U: arg, _SE_V: sym, _SE_STEP: self._steps.get(sym, 0)})
+        return [(arg, self._to_canonical(local))]
+
+    def _backward(self) -> None:
+        if hasattr(self, "_adjoint"):
+            return
+        self._leaves = {}
+        for name, m in self.params.items():
+            for index in range(m.rows * m.cols):
+                self._leaves[_se(m[index])] = name
+        weights = {s for s, name in self._leaves.items() if name in self.params}
+        for (s, t), m in self.states.items():
+            if t == 0:
+                for e in m:
+                    self._leaves[_se(e)] = f"{s}_0"
+        adjoint: dict = {_se(self.losses[t]): symengine.Integer(1) for t in self.loss_steps}
+        summands: dict = {}
+        for d in reversed(self.definitions):
+            sym = _se(d.symbol)
+            a = adjoint.get(sym)
+            if a is None:
+                continue
+            a = adjoint[sym] = symengine.expand(a)
+            if a == 0:
+                continue
+            for s, partial in self._partials(d):
+                if partial == 0:
+                    continue
+                term = a * partial
+                if s in weights:
+                    summands[s, d.time] = summands.get((s, d.time), 0) + term
+                else:
+                    adjoint[s] = adjoint.get(s, 0) + term
+        for key in [k for k in adjoint if k in self._leaves]:
+            adjoint[key] = symengine.expand(adjoint[key])
+        self._adjoint = adjoint
+        self._summands = {k: symengine.expand(v) for k, v in summands.items()}
+
+    def adjoint(self, name: str, t: int) -> list:
+        """∂L/∂s_t for each entry of state s at step t (t = 0: the initial state)."""
+        self._backward()
+        return [self._adjoint.get(_se(e), symengine.Integer(0)) for e in self.states[name, t]]
+
+    def summand(self, name: str, t: int) -> Matrix:
+        """∂L/∂θ^{(t)}: the derivative through the definitions of step t only."""
+        self._backward()
+        m = self.params[name]
+        return Matrix(m.rows, m.cols,
+                      lambda i, j: self._summands.get((_se(m[i, j]), t), symengine.Integer(0)))
+
+    def gradient(self, name: str) -> Matrix:
+        """∂L/∂θ = Σ_t ∂L/∂θ^{(t)} for a parameter, or ∂L/∂s_0 for 'h_0', 'c_0'."""
+        if name.endswith("_0") and (name[:-2], 0) in self.states:
+            return Matrix(self.adjoint(name[:-2], 0))
+        m = self.params[name]
+        parts = [self.summand(name, t) for t in range(1, self.T + 1)]
+        return Matrix(m.rows, m.cols, lambda i, j: symengine.expand(
+            sum((p[i, j] for p in parts), symengine.Integer(0))))
+
+
+@cache
+def build_network(spec: Spec, T: int) -> ScalarNetwork:
+    """The (cached) scalar network of ``spec`` unrolled over T steps."""
+    return ScalarNetwork(spec, T)
+
+
+# --------------------------------------------------------------------------- numbers
+
+
+def forward_values(
+    spec: Spec,
+    params: Mapping[str, np.ndarray],
+    xs: Sequence[np.ndarray],
+    initial: Mapping[str, np.ndarray] | None = None,
+    ys: Sequence[np.ndarray] | None = None,
+) -> dict:
+    """The oracle's forward pass with numbers substituted (float64 via SymPy Floats).
+
+    ``params`` maps parameter names to arrays of their shapes, ``xs`` the
+    inputs x_1..x_T (length-D vectors), ``initial`` the states h_0 (c_0;
+    zero when absent), ``ys`` the targets at every step (for the losses;
+    zero when absent).  Returns {'h': [h_1, ..., h_T], 'c': [...],
+    'yhat': {t: ŷ_t}, 'loss': {t: L_t}} as NumPy arrays / floats.
+    """
+    T = len(xs)
+    net = ScalarNetwork(spec, T)
+    values: dict = {}
+
+    def put(symbols: Matrix, array) -> None:
+        array = np.asarray(array, dtype=float).reshape(symbols.shape)
+        for i in range(symbols.rows):
+            for j in range(symbols.cols):
+                values[symbols[i, j]] = sympy.Float(float(array[i, j]), 17)
+
+    for name, symbols in net.params.items():
+        put(symbols, params[name])
+    for t, x in enumerate(xs, start=1):
+        put(net.inputs[t], x)
+    for s in STATES[spec.cell]:
+        h0 = None if initial is None else initial.get(s)
+        put(net.states[s, 0], np.zeros(spec.hidden_size) if h0 is None else h0)
+    for t in net.loss_steps:
+        y = np.zeros(spec.output_size) if ys is None else np.asarray(ys[t - 1], dtype=float)
+        for k, sym in enumerate(net.targets[t]):
+            if isinstance(sym, Symbol):
+                values[sym] = sympy.Float(float(y[k]), 17)
+    for d in net.definitions:
+        values[d.symbol] = sympy.Float(d.expr.xreplace(values).evalf(17), 17)
+
+    def read(symbols) -> np.ndarray:
+        return np.array([float(sympy.sympify(s).xreplace(values)) for s in symbols])
+
+    out: dict = {s: [read(net.states[s, t]) for t in range(1, T + 1)]
+                 for s in STATES[spec.cell]}
+    out["yhat"] = {t: read(net.outputs[t]) for t in net.loss_steps}
+    out["loss"] = {t: float(values[net.losses[t]]) for t in net.loss_steps}
+    return out

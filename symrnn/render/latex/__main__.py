@@ -1,0 +1,3 @@
+from symrnn.render.latex.document import main
+
+raise SystemExit(main())
