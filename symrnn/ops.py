@@ -90,6 +90,7 @@ class Elementwise:
     torch_inplace: str | None = None
     numpy_helper: str = ""
     """Source of the helper function(s) the NumPy templates call, if any."""
+    torch_helper: str = ""
     activation: bool = True
     """Selectable as a hidden activation (step and exp are only derivatives' parts)."""
 
@@ -141,8 +142,8 @@ _ROWS = (
         "softplus", lambda a: sympy.log(1 + Exp(a)),
         lambda y, m: m.sub(m.one(y), m.apply("exp", m.neg(y))), Rational(1),
         r"\operatorname{softplus}", "np.logaddexp(0.0, {0})",
-        "torch.nn.functional.softplus({0})", _np_softplus,
-        lambda a: a.clamp(min=0) + (-a.abs()).exp().log1p(),
+        "_softplus({0})", _np_softplus, lambda a: a.clamp(min=0) + (-a.abs()).exp().log1p(),
+        torch_helper="\n\ndef _softplus(a):\n    return torch.nn.functional.softplus(a)\n",
     ),
     Elementwise(
         "step", lambda a: Heaviside(a, 0), None, Rational(0), r"\mathrm{step}",

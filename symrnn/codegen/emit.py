@@ -11,6 +11,8 @@ was generated from.
 
 from __future__ import annotations
 
+import re
+
 from symrnn.codegen.lower import Lowered
 from symrnn.codegen.passes import Context, run_passes
 from symrnn.codegen.printer import Backend, Printer
@@ -190,7 +192,7 @@ def emit(low: Lowered, target: Backend, *, command: str, version: str,
         f"OUT = {spec.output_size}",
     ]
     parts += consts
-    parts.append(target.helpers.rstrip())
+    helpers_at = len(parts)
     parts.append("\n" + _CHECK.format(allowed=_allowed_y(spec)).rstrip())
     for fn in (low.forward, low.backward):
         fn = run_passes(fn, passes, Context(low.buffers, printer, frozenset(names)))
@@ -201,4 +203,21 @@ def emit(low: Lowered, target: Backend, *, command: str, version: str,
         parts.append("\n\n" + "\n".join(decorator + printer.stmt(fn, 0)))
     if target.name == "torch":
         parts.append(_TORCH_WRAPPERS.rstrip())
+    parts.insert(helpers_at, used_helpers(target.helpers, "\n".join(parts[helpers_at:])))
     return "\n".join(parts) + "\n"
+
+
+def used_helpers(helpers: str, body: str) -> str:
+    """The helper functions that ``body`` calls, directly or through another helper."""
+    chunks = [c for c in re.split(r"\n(?=def )", helpers.strip()) if c.strip()]
+    named = {re.match(r"def (\w+)", c)[1]: c for c in chunks}
+    used: set[str] = set()
+    frontier = body
+    while True:
+        new = {n for n in named if n not in used and re.search(rf"\b{n}\(", frontier)}
+        if not new:
+            break
+        used |= new
+        frontier = "\n".join(named[n] for n in new)
+    kept = [c.rstrip() for n, c in named.items() if n in used]
+    return ("\n" + "\n\n\n".join(kept)) if kept else ""

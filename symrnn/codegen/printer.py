@@ -178,7 +178,7 @@ TORCH = Backend(
         "zeros_like": "torch.zeros_like({0})",
         "cast": "torch.as_tensor({0}, dtype={1}, device={2})",
     } | _elementwise("torch")),
-    _TORCH_HELPERS,
+    _TORCH_HELPERS + "".join(row.torch_helper for row in ELEMENTWISE.values()),
 )
 
 BACKENDS = {b.name: b for b in (NUMPY, TORCH)}
