@@ -25,7 +25,8 @@ from sympy.core.cache import clear_cache
 
 from symrnn import Spec, derive_recurrence, derive_unrolled
 from symrnn.checks.evaluate import run_forward
-from symrnn.checks.oracle import explicit_symbols, prove_unrolled
+from symrnn.checks.oracle import explicit_symbols
+from symrnn.checks.proof import prove_unrolled
 from symrnn.engine.graph import unroll
 
 TARGETS = {"rolled elman": 0.5, "rolled lstm": 3.0, "unrolled T=64": 10.0}

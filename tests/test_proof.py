@@ -1,54 +1,112 @@
-"""Symbolic proof: the engine's matrix-form gradients equal SymPy's scalar derivative.
+"""Symbolic proof: the engine equals the independent scalar oracle, exactly.
 
-For every activation × head × loss × topology, and every hidden ∈ {1,2,3},
-input ∈ {1,2}, output ∈ {1,2}, T ∈ {1,2,3,4}, every entry of every parameter
-gradient (and of ∂L/∂h_0) is compared with the derivative SymPy computes from
-the scalar-expanded loss; the difference must be exactly 0.
+The oracle (:mod:`symrnn.checks.oracle`) writes each cell's textbook forward
+in scalars and lets SymPy differentiate it; it imports nothing of the engine.
+:func:`prove_unrolled` checks the engine's unrolled forward (every state and
+loss) and every entry of every gradient (parameters and ∂L/∂h_0);
+:func:`prove_rolled` instantiates the rolled recurrence at t = T..1 and checks
+every δ_t, every per-step summand and ∂L/∂h_0.  Every difference must expand
+to exactly 0.
+
+Elman: every activation × head × loss × topology, hidden ∈ {1,2,3},
+input ∈ {1,2}, output ∈ {1,2}, T ∈ {1,2,3,4}.  LSTM and GRU: every valid
+head × loss, both topologies, hidden ∈ {1,2}, input ∈ {1,2}, output ∈ {1,2},
+T ∈ {1,2,3}.
 """
 
 from __future__ import annotations
 
+import ast
 import itertools
+from pathlib import Path
 
 import pytest
+import symengine
 from conftest import SPEC_COMBOS, combo_id, combo_spec
 
+import symrnn.checks.oracle
+from symrnn.checks.oracle import ScalarNetwork
+from symrnn.checks.proof import prove, prove_rolled, prove_unrolled
 from symrnn.engine import rules
-from symrnn.engine.expr import hadamard, matmul
-from symrnn.ops import ELEMENTWISE
-from symrnn.checks.oracle import prove_unrolled
-from symrnn.spec import Spec
+from symrnn.engine.expr import derivative_from_output, hadamard, matmul
+from symrnn.spec import HEADS, LOSSES, TOPOLOGIES, Spec
 
 SIZES = list(itertools.product((1, 2, 3), (1, 2), (1, 2)))
 LENGTHS = (1, 2, 3, 4)
 
+GATED_SIZES = list(itertools.product((1, 2), (1, 2), (1, 2)))
+GATED_LENGTHS = (1, 2, 3)
+HEAD_LOSS = [(h, loss) for h, loss in itertools.product(HEADS, LOSSES)
+             if not (loss == "cross_entropy" and h != "softmax")]
+GATED = [(cell, head, loss, topo) for cell in ("lstm", "gru")
+         for (head, loss), topo in itertools.product(HEAD_LOSS, TOPOLOGIES)]
+N_GATES = {"lstm": 4, "gru": 3}
+
+
+def _cell_entries(cell: str, h: int, d: int, bias: bool = True) -> int:
+    """Entries of the cell's parameters."""
+    if cell == "elman":
+        return h * h + h * d + h * bias
+    per_gate = h * h + h * d + h * bias
+    return N_GATES[cell] * per_gate + (h * bias if cell == "gru" else 0)  # GRU: b_hn
+
+
+def _expected(cell: str, h: int, d: int, o: int, T: int, topo: str, bias: bool = True):
+    """(unrolled gradient entries, rolled entries, forward entries) of one case."""
+    states = 2 if cell == "lstm" else 1
+    cell_n = _cell_entries(cell, h, d, bias)
+    head_n = o * h + o * bias
+    unrolled = cell_n + head_n + states * h
+    rolled = T * (states * h + cell_n + head_n) + states * h
+    losses = T if topo == "many_to_many" else 1
+    return unrolled, rolled, T * states * h + losses
+
+
+def _prove_both(spec: Spec, T: int) -> tuple[int, int, int]:
+    unrolled, rolled = prove(spec, T)
+    unrolled.raise_if_failed()
+    rolled.raise_if_failed()
+    assert unrolled.forward_checked == rolled.forward_checked
+    return unrolled.entries_checked, rolled.entries_checked, unrolled.forward_checked
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("combo", SPEC_COMBOS, ids=combo_id)
-def test_matrix_form_equals_scalar_sympy_diff(combo):
-    checked = 0
+def test_elman_unrolled_and_rolled_equal_the_scalar_oracle(combo):
+    got = [0, 0, 0]
+    want = [0, 0, 0]
     for (hidden, inputs, outputs), T in itertools.product(SIZES, LENGTHS):
         spec = combo_spec(combo, hidden_size=hidden, input_size=inputs, output_size=outputs)
-        result = prove_unrolled(spec, T)
-        result.raise_if_failed()
-        checked += result.entries_checked
-    # every entry of W_hh, W_xh, b_h, W_hy, b_y, h_0 over the 48 size/length cases
-    expected = sum(
-        (h * h + h * d + h + o * h + o + h) * len(LENGTHS) for h, d, o in SIZES
-    )
-    assert checked == expected
+        for k, n in enumerate(_prove_both(spec, T)):
+            got[k] += n
+        for k, n in enumerate(_expected("elman", hidden, inputs, outputs, T, spec.topology)):
+            want[k] += n
+    assert got == want
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", GATED, ids=lambda c: "-".join(c))
+def test_gated_cells_unrolled_and_rolled_equal_the_scalar_oracle(case):
+    cell, head, loss, topo = case
+    for (hidden, inputs, outputs), T in itertools.product(GATED_SIZES, GATED_LENGTHS):
+        spec = Spec(cell=cell, head=head, loss=loss, topology=topo,
+                    hidden_size=hidden, input_size=inputs, output_size=outputs)
+        assert _prove_both(spec, T) == _expected(cell, hidden, inputs, outputs, T, topo)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_gated_cells_proved_by_the_same_engine(cell):
-    """LSTM and GRU are cell definitions only; the engine and the oracle are unchanged."""
-    result = prove_unrolled(Spec(cell=cell, hidden_size=2, input_size=1, output_size=1), 2)
-    result.raise_if_failed()
-    assert result.entries_checked > 20
+def test_gated_cells_proved_against_their_textbook_equations(cell):
+    """A quick (not slow) instance of the gated proofs: hidden 2, T = 2."""
+    spec = Spec(cell=cell, hidden_size=2, input_size=1, output_size=1)
+    assert _prove_both(spec, 2) == _expected(cell, 2, 1, 1, 2, spec.topology)
 
 
-def test_no_bias_spec_is_proved():
-    prove_unrolled(Spec(bias=False, hidden_size=2), 3).raise_if_failed()
+@pytest.mark.parametrize("cell", ["elman", "lstm", "gru"])
+@pytest.mark.parametrize("topology", TOPOLOGIES)
+def test_no_bias_spec_is_proved(cell, topology):
+    spec = Spec(cell=cell, bias=False, hidden_size=2, topology=topology)
+    T = 3 if cell == "elman" else 2
+    assert _prove_both(spec, T) == _expected(cell, 2, 2, 2, T, topology, bias=False)
 
 
 def test_a_wrong_rule_fails_the_proof_naming_parameter_and_entry(monkeypatch):
@@ -56,17 +114,27 @@ def test_a_wrong_rule_fails_the_proof_naming_parameter_and_entry(monkeypatch):
     right = rules.RULES["tanh"]
 
     def scaled(node, g, out):
-        slope = ELEMENTWISE["tanh"].derivative_from_output(out)
+        slope = derivative_from_output("tanh", out)
         return [(node.arg, matmul(1.001, hadamard(g, slope)))]
 
     monkeypatch.setitem(rules.RULES, "tanh", rules.Rule("tanh", "wrong", right.latex, scaled))
-    result = prove_unrolled(Spec(hidden_size=2, input_size=1, output_size=1), 2)
+    spec = Spec(hidden_size=2, input_size=1, output_size=1)
+    result = prove_unrolled(spec, 2)
     assert not result.ok
     names = {m.parameter for m in result.mismatches}
     assert {"W_hh", "W_xh", "b_h", "h_0"} <= names
     assert "W_hy" not in names  # the head does not pass through tanh'
+    assert not any(m.kind == "forward" for m in result.mismatches)  # rules: not the forward
     with pytest.raises(AssertionError, match=r"gradient mismatch for dL/dW_hh\[0, 0\]"):
         result.raise_if_failed()
+
+    rolled = prove_rolled(spec, 2)
+    labels = {m.label for m in rolled.mismatches}
+    assert "delta_1[0]" in labels  # δ_1 = W_hhᵀ(δ_2 ⊙ tanh') + ...: wrong
+    assert "delta_2[0]" not in labels  # δ_2 = W_hyᵀ e_2 needs no tanh'
+    assert "dL/dW_hh summand t=2 [0, 1]" in labels
+    with pytest.raises(AssertionError, match=r"mismatch for dL/dW_hh summand t=1 \[0, 1\]"):
+        rolled.raise_if_failed()
 
 
 def test_a_wrong_loss_rule_fails_the_proof(monkeypatch):
@@ -75,5 +143,71 @@ def test_a_wrong_loss_rule_fails_the_proof(monkeypatch):
 
     right = rules.RULES["MSELoss"].vjp
     monkeypatch.setitem(rules.RULES, "MSELoss", rules.Rule("MSELoss", "x", "x", doubled))
-    result = prove_unrolled(Spec(hidden_size=1, input_size=1, output_size=1), 1)
+    spec = Spec(hidden_size=1, input_size=1, output_size=1)
+    result = prove_unrolled(spec, 1)
     assert {m.parameter for m in result.mismatches} >= {"W_hy", "b_y", "W_hh"}
+    assert not prove_rolled(spec, 1).ok
+
+
+def test_a_wrong_engine_forward_fails_the_forward_check(monkeypatch):
+    """The engine's GRU with u and 1 − u swapped: consistent inside, wrong against torch's form."""
+    import dataclasses
+
+    from symrnn.engine import cells
+    from symrnn.engine.expr import add, ones_like, sub
+    from symrnn.engine.graph import network
+
+    def swapped(b):
+        h = b.prev["h"]
+        r = b.let("r", b.f("sigmoid", b.affine("r", h)))
+        u = b.let("u", b.f("sigmoid", b.affine("u", h)))
+        rec = add(matmul(b.p("W_hn"), h), b.p("b_hn"))
+        n = b.let("n", b.f("tanh", add(matmul(b.p("W_xn"), b.x), b.p("b_n"), hadamard(r, rec))))
+        b.let("h", add(hadamard(u, n), hadamard(sub(ones_like(u), u), h)))
+
+    monkeypatch.setitem(cells.CELLS, "gru", dataclasses.replace(cells.CELLS["gru"], step=swapped))
+    network.cache_clear()
+    try:
+        spec = Spec(cell="gru", hidden_size=2, input_size=1, output_size=1)
+        for prove in (prove_unrolled, prove_rolled):
+            result = prove(spec, 2)
+            labels = {m.label for m in result.mismatches}
+            assert {"forward h_1[0]", "forward h_2[1]", "forward L_2[0]"} <= labels
+            with pytest.raises(AssertionError, match=r"mismatch in forward h_1\[0\]"):
+                result.raise_if_failed()
+    finally:
+        monkeypatch.undo()
+        network.cache_clear()
+
+
+def test_the_oracle_imports_nothing_of_the_engine():
+    """Every import of oracle.py (function-level included) is outside symrnn or spec/errors."""
+    tree = ast.parse(Path(symrnn.checks.oracle.__file__).read_text())
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, "relative import in oracle.py"
+            module = node.module or ""
+            found.append(module)
+            if module == "symrnn":
+                found += [f"symrnn.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", "") == "__import__":
+            pytest.fail("oracle.py calls __import__")
+    ours = {m for m in found if m == "symrnn" or m.startswith("symrnn.")}
+    assert ours <= {"symrnn.spec", "symrnn.errors"}, sorted(ours)
+    assert "symrnn.spec" in ours  # the check does see the imports
+
+
+def test_the_oracle_derivatives_are_sympys_own():
+    """σ is 1/(1 + e^{-a}) in the oracle's program, and SymPy's derivative folds to s(1 − s)."""
+    net = ScalarNetwork(Spec(activation="sigmoid", hidden_size=1, input_size=1,
+                             output_size=1), 1)
+    (h_def,) = [d for d in net.definitions if d.symbol.name == "h_1[0]"]
+    assert h_def.kind == "sigmoid" and "exp" in str(h_def.expr) and "Sigmoid" not in str(h_def.expr)
+    (delta,) = net.adjoint("h", 1)
+    (summand,) = net.summand("b_h", 1)
+    d, s = symengine.Symbol("delta_1[0]"), symengine.Symbol("h_1[0]")
+    assert symengine.expand(summand - d * s * (1 - s)) == 0  # ∂L/∂b_h = δ_1 s(1 − s)
+    assert delta != 0

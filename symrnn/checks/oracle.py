@@ -43,12 +43,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 import numpy as np
 import symengine
 import sympy
-from sympy import Matrix, Max, MatrixSymbol, Symbol
+from sympy import Matrix, MatrixSymbol, Max, Symbol
 
 from symrnn.errors import SpecError
 from symrnn.spec import Spec
@@ -109,9 +109,15 @@ def _function(kind: str, u):
         return Max(0, u)
     if kind == "exp":
         return sympy.exp(u)
+    if kind == "1+exp":
+        return 1 + sympy.exp(u)
     if kind == "log":
         return sympy.log(u)
     raise ValueError(kind)
+
+
+_TEXTBOOK = ("tanh", "sigmoid", "relu", "identity", "softplus")
+"""Activations the oracle writes itself; softplus(a) = log(1 + e^a) as N = 1 + e^a, log N."""
 
 
 @cache
@@ -119,10 +125,12 @@ def _derivative_template(kind: str):
     """SymPy's f'(u), folded into the output v = f(u) (and step = H(u) for ReLU).
 
     tanh' = 1 − v², σ' = v(1 − v) (e^{−u} = (1 − v)/v, then ``cancel``),
-    ReLU' = step, exp' = v, log' = 1/u.
+    ReLU' = step, exp' = v, (1 + e^u)' = v − 1, log' = 1/u.
     """
     f = _function(kind, _U)
     fold = {f: _V, sympy.exp(-_U): (1 - _V) / _V, sympy.Heaviside(_U): _STEP}
+    if kind == "1+exp":
+        fold = {sympy.exp(_U): _V - 1}
     d = sympy.cancel(sympy.diff(f, _U).xreplace(fold))
     if not d.free_symbols <= {_U, _V, _STEP} or d.atoms(sympy.Function):
         raise AssertionError(f"{kind}: derivative {d} did not fold into its output")
@@ -146,26 +154,43 @@ def _se(expr):
 
 @dataclass(frozen=True)
 class Definition:
-    """``symbol = expr`` at step ``time``.
+    """``symbol = expr`` in block ``block`` ('cell' or 'head') of step ``time``.
 
-    ``kind`` is 'poly' (a polynomial of earlier symbols, written out in the
-    canonical form), 'sum' (Σ_j E_j, kept as the atom S), or a transcendental
-    kind ('tanh', 'sigmoid', 'relu', 'exp', 'log') of the single symbol ``arg``.
+    ``kind`` is 'poly' (a polynomial of earlier symbols), 'sum' (Σ_j E_j), or
+    a transcendental kind ('tanh', 'sigmoid', 'relu', 'exp', 'log') of the
+    single symbol ``arg``.  ``atom``: kept as a symbol in canonical forms
+    (transcendental outputs, S, and the states h_t, c_t); otherwise the symbol
+    is replaced by its definition (pre-activations, z_t, ŷ_t = E/S, L_t).
     """
 
     symbol: Symbol
     expr: sympy.Expr
     time: int
+    block: str
     kind: str = "poly"
     arg: Symbol | None = None
+    atom: bool = False
 
 
 class ScalarNetwork:
-    """The scalar forward program of a spec for a concrete T, and its reverse sweep."""
+    """The scalar forward program of a spec for a concrete T, and its reverse sweep.
+
+    Adjoints are named at step boundaries, as in BPTT: when the reverse sweep
+    reaches the cell of step t, the adjoints of the states h_t (and c_t) hold
+    what steps t+1.. and the head of step t send back; each becomes a symbol
+    ``delta_t[k]`` (``delta^h_t[k]``, ``delta^c_t[k]``) whose value,
+    :meth:`adjoint`, is a polynomial in the atoms and the symbols of step t+1.
+    So δ^c_t = ∂L/∂c_t with h_t held fixed (what step t+1 sends back), and
+    δ^h_t = ∂L/∂h_t with c_t held fixed.  By induction from δ_{T+1} = 0 an
+    expression that equals the oracle's in these symbols equals it in value.
+    """
 
     def __init__(self, spec: Spec, T: int):
         if not spec.is_concrete:
             raise SpecError("the scalar oracle needs concrete sizes")
+        if spec.activation not in _TEXTBOOK:
+            raise SpecError(f"the scalar oracle has no equation for activation "
+                            f"{spec.activation!r} (it knows {', '.join(_TEXTBOOK)})")
         if isinstance(T, bool) or not isinstance(T, int) or T < 1:
             raise SpecError(f"T must be a positive integer, got {T!r}")
         self.spec, self.T = spec, T
@@ -181,39 +206,43 @@ class ScalarNetwork:
             if spec.loss == "cross_entropy":  # targets are distributions
                 y[O - 1] = 1 - sum(y[:O - 1], sympy.S.Zero)
             self.targets[t] = y
+        self.state_names = STATES[spec.cell]
         self.states: dict[tuple[str, int], Matrix] = {
-            (s, 0): _entries(f"{s}_0", H) for s in STATES[spec.cell]
+            (s, 0): _entries(f"{s}_0", H) for s in self.state_names
         }
         self.definitions: list[Definition] = []
         self.losses: dict[int, Symbol] = {}
         self.outputs: dict[int, Matrix] = {}
         for t in range(1, T + 1):
-            self._time = t
+            self._time, self._block = t, "cell"
             getattr(self, f"_{spec.cell}_step")(t)
             if t in self.loss_steps:
+                self._block = "head"
                 self._head(t)
         self._canonicalize()
 
     # ---- building
 
-    def _define(self, name: str, exprs, kind: str = "poly", args=None) -> Matrix:
-        exprs = list(exprs)
+    def _define(self, name: str, exprs, kind: str = "poly", args=None, atom=None) -> Matrix:
         syms = []
         for k, expr in enumerate(exprs):
             sym = Symbol(f"{name}[{k}]", real=True)
             arg = None if args is None else args[k]
-            self.definitions.append(Definition(sym, expr, self._time, kind, arg))
+            is_atom = kind != "poly" if atom is None else atom
+            self.definitions.append(
+                Definition(sym, expr, self._time, self._block, kind, arg, is_atom))
             syms.append(sym)
         return Matrix(len(syms), 1, syms)
 
     def _define_scalar(self, name: str, expr, kind: str = "poly", arg=None) -> Symbol:
         sym = Symbol(name, real=True)
-        self.definitions.append(Definition(sym, expr, self._time, kind, arg))
+        self.definitions.append(
+            Definition(sym, expr, self._time, self._block, kind, arg, kind != "poly"))
         return sym
 
-    def _apply(self, name: str, kind: str, a: Matrix) -> Matrix:
+    def _apply(self, name: str, kind: str, a: Matrix, atom=None) -> Matrix:
         if kind == "identity":
-            return self._define(name, a)
+            return self._define(name, list(a), atom=atom)
         return self._define(name, [_function(kind, ai) for ai in a], kind, list(a))
 
     def _p(self, name: str):
@@ -227,22 +256,29 @@ class ScalarNetwork:
 
     def _elman_step(self, t: int) -> None:
         a = self._define(f"a_{t}", self._affine(t, "W_hh", self.states["h", t - 1], "W_xh", "b_h"))
-        self.states["h", t] = self._apply(f"h_{t}", self.spec.activation, a)
+        activation = self.spec.activation
+        if activation == "softplus":  # log(1 + e^a): N = 1 + e^a, h = log N
+            N = self._apply(f"1+exp(a_{t})", "1+exp", a)
+            self.states["h", t] = self._apply(f"h_{t}", "log", N)
+        else:
+            self.states["h", t] = self._apply(f"h_{t}", activation, a, atom=True)
 
     def _lstm_step(self, t: int) -> None:
         h, c = self.states["h", t - 1], self.states["c", t - 1]
+        H = len(h)
         gate = {}
         for g in "ifog":
             a = self._define(f"a{g}_{t}", self._affine(t, f"W_h{g}", h, f"W_x{g}", f"b_{g}"))
             gate[g] = self._apply(f"{g}_{t}", "tanh" if g == "g" else "sigmoid", a)
         i, f, o, g = (gate[k] for k in "ifog")
-        c_new = self._define(f"c_{t}", [f[k] * c[k] + i[k] * g[k] for k in range(len(c))])
+        c_new = self._define(f"c_{t}", [f[k] * c[k] + i[k] * g[k] for k in range(H)], atom=True)
         tc = self._apply(f"tanh(c_{t})", "tanh", c_new)
         self.states["c", t] = c_new
-        self.states["h", t] = self._define(f"h_{t}", [o[k] * tc[k] for k in range(len(c))])
+        self.states["h", t] = self._define(f"h_{t}", [o[k] * tc[k] for k in range(H)], atom=True)
 
     def _gru_step(self, t: int) -> None:
         h = self.states["h", t - 1]
+        H = len(h)
         ar = self._define(f"ar_{t}", self._affine(t, "W_hr", h, "W_xr", "b_r"))
         r = self._apply(f"r_{t}", "sigmoid", ar)
         au = self._define(f"au_{t}", self._affine(t, "W_hu", h, "W_xu", "b_u"))
@@ -250,14 +286,14 @@ class ScalarNetwork:
         rec = self._p("W_hn") * h
         if self._p("b_hn") is not None:
             rec = rec + self._p("b_hn")
-        m = self._define(f"hn_{t}", rec)
+        m = self._define(f"hn_{t}", list(rec))
         xn = self._p("W_xn") * self.inputs[t]
         if self._p("b_n") is not None:
             xn = xn + self._p("b_n")
-        an = self._define(f"an_{t}", [xn[k] + r[k] * m[k] for k in range(len(h))])
+        an = self._define(f"an_{t}", [xn[k] + r[k] * m[k] for k in range(H)])
         n = self._apply(f"n_{t}", "tanh", an)
         self.states["h", t] = self._define(
-            f"h_{t}", [(1 - u[k]) * n[k] + u[k] * h[k] for k in range(len(h))]
+            f"h_{t}", [(1 - u[k]) * n[k] + u[k] * h[k] for k in range(H)], atom=True
         )
 
     def _head(self, t: int) -> None:
@@ -265,7 +301,7 @@ class ScalarNetwork:
         zexpr = self._p("W_hy") * self.states["h", t]
         if self._p("b_y") is not None:
             zexpr = zexpr + self._p("b_y")
-        z = self._define(f"z_{t}", zexpr)
+        z = self._define(f"z_{t}", list(zexpr))
         y = self.targets[t]
         if spec.head == "softmax":
             E = self._apply(f"E_{t}", "exp", z)
@@ -287,7 +323,7 @@ class ScalarNetwork:
     # ---- canonical forms
 
     def _canonicalize(self) -> None:
-        """Each symbol's value as a Laurent polynomial in atoms and primitives."""
+        """Each symbol's value as a Laurent polynomial in the atoms and primitives."""
         self._canon: dict = {}
         self._keys: dict = {}
         self._steps: dict = {}
@@ -295,15 +331,20 @@ class ScalarNetwork:
         for d in self.definitions:
             sym = _se(d.symbol)
             self._index[sym] = d
-            if d.kind == "poly":
+            if not d.atom:
                 self._canon[sym] = self._to_canonical(_se(d.expr))
                 continue
             self._canon[sym] = sym
-            if d.kind == "sum":
-                self._keys["sum", self._to_canonical(_se(d.expr))] = sym
+            if d.kind in ("poly", "sum"):
+                self._keys[d.kind, self._to_canonical(_se(d.expr))] = sym
                 continue
             arg = self._canon.get(_se(d.arg), _se(d.arg))
             self._keys[d.kind, arg] = sym
+            if d.kind == "1+exp":  # e^a = N − 1
+                self._keys["exp", arg] = sym - 1
+            if d.kind == "log":  # e^{±log N} = N^{±1}
+                self._keys["exp", sym] = arg
+                self._keys["exp", symengine.expand(-sym)] = arg ** -1
             if d.kind == "relu":
                 step = symengine.Symbol(f"step({d.symbol.name})")
                 self._steps[sym] = step
@@ -320,14 +361,21 @@ class ScalarNetwork:
         return self._to_canonical(_se(expr))
 
     def lookup(self, kind: str, arg):
-        """The atom for ``kind(arg)`` (arg canonical), e.g. ('tanh', a) → h; or None."""
+        """The canonical value of ``kind(arg)`` for a canonical ``arg``, or None.
+
+        kind: a transcendental kind ('tanh', 'sigmoid', 'relu', 'exp', 'log',
+        'step' (H(a) or step(Max(0, a)))), 'sum' (Σ_j E_j → S) or 'poly' (a
+        state's value, e.g. o ⊙ tanh(c) → h_t).  Mostly an atom; e^a is N − 1
+        where N = 1 + e^a is one (softplus), e^{−log N} is N^{−1}.
+        """
         return self._keys.get((kind, symengine.expand(arg)))
 
     def state(self, name: str, t: int) -> list:
-        """Canonical values of the entries of a state at step t."""
+        """Canonical values (atoms) of the entries of state ``name`` at step t."""
         return [self._canon.get(_se(s), _se(s)) for s in self.states[name, t]]
 
     def loss(self, t: int):
+        """L_t as a canonical Laurent polynomial."""
         return self._canon[_se(self.losses[t])]
 
     # ---- reverse sweep
@@ -336,15 +384,27 @@ class ScalarNetwork:
         sym = _se(d.symbol)
         if d.kind in ("poly", "sum"):
             expr = _se(d.expr)
-            out = []
-            for s in expr.free_symbols:
-                if s in self._index or s in self._leaves:
-                    out.append((s, self._to_canonical(expr.diff(s))))
-            return out
+            return [(s, self._to_canonical(expr.diff(s))) for s in expr.free_symbols
+                    if s in self._index or s in self._leaves]
         template = _derivative_template(d.kind)
         arg = _se(d.arg)
         local = template.subs({_SE_U: arg, _SE_V: sym, _SE_STEP: self._steps.get(sym, 0)})
         return [(arg, self._to_canonical(local))]
+
+    def _name_states(self, t: int, adjoint: dict) -> None:
+        single = len(self.state_names) == 1
+        for s in self.state_names:
+            base = "delta" if single else f"delta^{s}"
+            values, symbols = [], []
+            for k, e in enumerate(self.states[s, t]):
+                key = _se(e)
+                value = symengine.expand(adjoint.get(key, 0))
+                name = symengine.Symbol(f"{base}_{t}[{k}]") if value != 0 else symengine.Integer(0)
+                values.append(value)
+                symbols.append(name)
+                adjoint[key] = name
+            self._delta_values[s, t] = values
+            self._delta_symbols[s, t] = symbols
 
     def _backward(self) -> None:
         if hasattr(self, "_adjoint"):
@@ -353,19 +413,24 @@ class ScalarNetwork:
         for name, m in self.params.items():
             for index in range(m.rows * m.cols):
                 self._leaves[_se(m[index])] = name
-        weights = {s for s, name in self._leaves.items() if name in self.params}
-        for (s, t), m in self.states.items():
-            if t == 0:
-                for e in m:
-                    self._leaves[_se(e)] = f"{s}_0"
+        weights = set(self._leaves)
+        for s in self.state_names:
+            for e in self.states[s, 0]:
+                self._leaves[_se(e)] = f"{s}_0"
+        self._delta_values: dict = {}
+        self._delta_symbols: dict = {}
         adjoint: dict = {_se(self.losses[t]): symengine.Integer(1) for t in self.loss_steps}
         summands: dict = {}
+        named = self.T + 1
         for d in reversed(self.definitions):
+            if d.block == "cell" and d.time < named:
+                named = d.time
+                self._name_states(named, adjoint)
             sym = _se(d.symbol)
             a = adjoint.get(sym)
             if a is None:
                 continue
-            a = adjoint[sym] = symengine.expand(a)
+            a = symengine.expand(a)
             if a == 0:
                 continue
             for s, partial in self._partials(d):
@@ -376,34 +441,57 @@ class ScalarNetwork:
                     summands[s, d.time] = summands.get((s, d.time), 0) + term
                 else:
                     adjoint[s] = adjoint.get(s, 0) + term
-        for key in [k for k in adjoint if k in self._leaves]:
-            adjoint[key] = symengine.expand(adjoint[key])
+        self._initial = {s: [symengine.expand(adjoint.get(_se(e), 0)) for e in self.states[s, 0]]
+                         for s in self.state_names}
         self._adjoint = adjoint
         self._summands = {k: symengine.expand(v) for k, v in summands.items()}
 
     def adjoint(self, name: str, t: int) -> list:
-        """∂L/∂s_t for each entry of state s at step t (t = 0: the initial state)."""
+        """δ^{name}_t, entrywise, in the atoms and the δ symbols of step t+1.
+
+        t = 0: ∂L/∂s_0, in the δ symbols of step 1.
+        """
         self._backward()
-        return [self._adjoint.get(_se(e), symengine.Integer(0)) for e in self.states[name, t]]
+        if t == 0:
+            return list(self._initial[name])
+        return list(self._delta_values[name, t])
+
+    def delta_symbols(self, name: str, t: int) -> list:
+        """The symbols standing for δ^{name}_t (0 where the adjoint is exactly 0)."""
+        self._backward()
+        return list(self._delta_symbols[name, t])
 
     def summand(self, name: str, t: int) -> Matrix:
         """∂L/∂θ^{(t)}: the derivative through the definitions of step t only."""
         self._backward()
         m = self.params[name]
-        return Matrix(m.rows, m.cols,
-                      lambda i, j: self._summands.get((_se(m[i, j]), t), symengine.Integer(0)))
+        zero = symengine.Integer(0)
+        return Matrix(m.rows, m.cols, lambda i, j: self._summands.get((_se(m[i, j]), t), zero))
 
     def gradient(self, name: str) -> Matrix:
         """∂L/∂θ = Σ_t ∂L/∂θ^{(t)} for a parameter, or ∂L/∂s_0 for 'h_0', 'c_0'."""
-        if name.endswith("_0") and (name[:-2], 0) in self.states:
+        if name.endswith("_0") and name[:-2] in self.state_names:
             return Matrix(self.adjoint(name[:-2], 0))
         m = self.params[name]
         parts = [self.summand(name, t) for t in range(1, self.T + 1)]
         return Matrix(m.rows, m.cols, lambda i, j: symengine.expand(
             sum((p[i, j] for p in parts), symengine.Integer(0))))
 
+    def resolve(self, expr):
+        """Substitute every δ symbol by its value (recursively): ∂L/∂· in atoms only."""
+        self._backward()
+        if not hasattr(self, "_resolved"):
+            self._resolved = {}
+            for t in range(self.T, 0, -1):
+                for s in self.state_names:
+                    for sym, value in zip(self._delta_symbols[s, t],
+                                          self._delta_values[s, t], strict=True):
+                        if sym != 0:
+                            self._resolved[sym] = symengine.expand(value.subs(self._resolved))
+        return symengine.expand(_se(expr).subs(self._resolved))
 
-@cache
+
+@lru_cache(maxsize=128)
 def build_network(spec: Spec, T: int) -> ScalarNetwork:
     """The (cached) scalar network of ``spec`` unrolled over T steps."""
     return ScalarNetwork(spec, T)

@@ -1,0 +1,141 @@
+"""Mutation tests of the proof: every deliberate break must fail the symbolic proof alone.
+
+Each break of :mod:`mutations` (see the table there) is installed at run time
+with ``monkeypatch`` (no file is edited), and the proof — ``prove_unrolled``
+or, for the rolled recurrence, ``prove_rolled`` — must report mismatches
+naming the expected parameter and entry.  No numeric check is involved: the
+proof compares the engine's matrix-form gradients with the independent scalar
+oracle (:mod:`symrnn.checks.oracle`: its own textbook forward, SymPy's
+derivative of 1/(1 + e^{−a}) etc.), so a break that is consistent inside the
+engine (σ' = s in the engine's row *and* in ``Sigmoid.fdiff``) is still caught.
+
+=================================  ====================  ==================================
+mutation (test id)                 spec, T, proof        must be among the mismatches
+=================================  ====================  ==================================
+tanh-derivative-scaled             elman tanh 2/1/1, 2   W_hh[0,0], W_xh[1,0], h_0[0]
+tanh-derivative-replaced           elman tanh 2/1/1, 2   b_h[0]
+sigmoid-derivative-scaled          elman σ 2/1/1, 2      W_hh[0,1], b_h[1]
+sigmoid-derivative-replaced        elman σ 2/1/1, 2      W_xh[0,0]
+sigmoid-derivative-s-everywhere    elman σ 2/1/1, 2      W_hh[1,0], h_0[1]
+relu-derivative-scaled             elman relu 2/1/1, 2   W_hh[0,0], b_h[0]
+relu-derivative-replaced           elman relu 2/1/1, 2   W_xh[1,0]
+matmul-factor-not-transposed       elman tanh 2/1/1, 2   h_0[0], W_hh[0,0]
+transpose-vjp-untransposed         (proof blind)         caught by tests/test_rules.py only
+scalar-multiple-coefficient-lost   gru 1/1/1, 1          W_hu[0,0], b_u[0]
+hadamard-own-factor                gru 1/1/1, 1          W_xn[0,0], b_r[0]
+softmax-missing-outer-term         softmax+mse 1/1/2, 1  b_y[0], W_hy[1,0]
+mse-sign-flipped                   elman 1/1/1, 1        b_y[0], W_hy[0,0], W_hh[0,0]
+cross-entropy-without-target       softmax+CE 1/1/2, 1   b_y[0], b_y[1]
+contributions-not-summed           elman tanh 2/1/1, 2   W_hh[0,0], b_y[0]
+rolled-carry-dropped               elman 2/1/1, 2 rolled delta_1[0], W_hh[0,0], h_0[0]
+elman-forward-extra-term           elman tanh 2/1/1, 2   forward h_1[0], W_hh[0,0], h_0[0]
+lstm-forget-gate-tanh              lstm 1/1/1, 2         forward c_1[0], W_hf[0,0], b_f[0]
+gru-reset-gate-inside-matmul       gru 2/1/1, 1          forward h_1[1], b_hn[0], W_hr[0,0]
+=================================  ====================  ==================================
+
+(sizes are hidden/input/output.)  Each mutation also lists parameters it cannot
+reach (``untouched``, e.g. W_hy for an activation derivative, δ_T for the
+dropped carry), which must not be reported.  The engine caches per spec
+(``symrnn.engine.graph.network`` is an ``lru_cache``) and SymPy memoizes;
+both are cleared before and after every test, after the monkeypatches are
+undone.  :func:`test_unbroken_engine_passes_the_same_proofs` runs each proof
+once without a break, so each failure is the mutation's doing.
+"""
+
+from __future__ import annotations
+
+import pytest
+from mutations import MUTATIONS, Mutation
+from sympy.core.cache import clear_cache
+from sympy.matrices.expressions.transpose import Transpose
+
+from symrnn.checks.proof import prove_rolled, prove_unrolled
+from symrnn.engine.graph import network, unroll
+from symrnn.spec import Spec
+
+PROOFS = {"unrolled": prove_unrolled, "rolled": prove_rolled}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches():
+    """Autouse, so set up before ``monkeypatch`` and torn down after its undo."""
+    network.cache_clear()
+    clear_cache()
+    yield
+    network.cache_clear()
+    clear_cache()
+
+
+def _entry(entry) -> tuple:
+    """(i, j) for a matrix entry; a column vector's (i,) read as (i, 0)."""
+    entry = tuple(int(k) for k in entry)
+    return entry + (0,) if len(entry) == 1 else entry
+
+
+def _mismatches(result) -> set[tuple[str, tuple]]:
+    return {(m.parameter, _entry(m.entry)) for m in result.mismatches}
+
+
+def _params(mutations):
+    return [pytest.param(m, id=m.id) for m in mutations]
+
+
+@pytest.mark.parametrize("mutation", _params(MUTATIONS))
+def test_the_proof_alone_catches_the_mutation(mutation: Mutation, monkeypatch):
+    if mutation.proof_blind:
+        _proof_blind(mutation, monkeypatch)
+        return
+    prove = PROOFS[mutation.proof]
+    mutation.apply(monkeypatch)
+    result = prove(mutation.spec, mutation.T)
+    found = _mismatches(result)
+    assert not result.ok, f"{mutation.id} ({mutation.doc}): the {mutation.proof} proof passed"
+    assert result.mismatches
+    missing = [e for e in mutation.expect if e not in found]
+    assert not missing, (
+        f"{mutation.id}: expected mismatches {missing} not reported; got {sorted(found)}"
+    )
+    reached = {p for p, _ in found} & set(mutation.untouched)
+    assert not reached, f"{mutation.id}: {sorted(reached)} cannot depend on this break"
+    with pytest.raises(AssertionError):
+        result.raise_if_failed()
+
+
+def _proof_blind(mutation: Mutation, monkeypatch) -> None:
+    """The proof cannot see a rule no forward equation uses; the rule test must see it."""
+    from test_rules import CASES, rule_mismatches
+
+    for spec in (Spec(hidden_size=2, input_size=1, output_size=2, **kw) for kw in (
+            {}, {"activation": "relu"}, {"head": "sigmoid"}, {"head": "softmax"},
+            {"head": "softmax", "loss": "cross_entropy"}, {"cell": "lstm"}, {"cell": "gru"},
+            {"topology": "many_to_one"}, {"bias": False})):
+        for eq in unroll(spec, 2).equations:
+            assert not eq.rhs.has(Transpose), (
+                f"{spec}: {eq.lhs} = {eq.rhs} applies {mutation.rule}: make "
+                f"{mutation.id} a proof mutation (remove proof_blind)"
+            )
+    mutation.apply(monkeypatch)
+    caught = [p for case in CASES[mutation.rule] for p in rule_mismatches(mutation.rule, case)]
+    assert caught, f"{mutation.id}: neither the proof nor the rule test sees it"
+
+
+def _baselines():
+    seen = {}
+    for m in MUTATIONS:
+        if not m.proof_blind:
+            seen.setdefault((m.proof, m.spec, m.T), m.id)
+    return [pytest.param(*key, id=f"{key[0]}-{mid}") for key, mid in seen.items()]
+
+
+@pytest.mark.parametrize(("proof", "spec", "T"), _baselines())
+def test_unbroken_engine_passes_the_same_proofs(proof, spec, T):
+    result = PROOFS[proof](spec, T)
+    result.raise_if_failed()
+    assert result.ok and result.entries_checked > 0
+
+
+def test_every_mutation_names_what_it_expects():
+    for m in MUTATIONS:
+        assert m.proof_blind or m.expect, m.id
+        assert m.proof in PROOFS, m.id
+    assert len({m.id for m in MUTATIONS}) == len(MUTATIONS)
