@@ -103,7 +103,8 @@ def test_overflow_is_reported_as_exploded_at_a_lag_not_raised():
     assert row.measured_regime == "exploding" and row.verdict == "confirmed"
     longer = sweep(spec, "orthogonal", [4.0], 1, 700)[0]  # now the forward pass overflows
     assert longer.measurement.forward_overflow and longer.row.exploded_at == 0
-    assert longer.row.verdict == "refuted"  # nothing finite left to fit
+    # predicted exploding, and the forward pass overflowed: a finding, not a refutation
+    assert longer.row.verdict == "confirmed" and longer.row.detail.startswith("overflow at lag 0")
 
 
 def test_fit_rate_stops_at_the_first_non_finite_value():

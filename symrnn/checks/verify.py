@@ -26,11 +26,14 @@ parameters): a relative error that stays meaningful for all-zero gradients.
 float64 is the default because the comparison is then limited by the maths,
 not by rounding; float32 has its own looser table.  A failure raises
 :class:`VerificationError` naming the parameter, the entry and both values
-(``raise_exception=False`` returns the report instead).
+(``raise_exception=False`` returns the report instead).  An inf or NaN in a
+gradient is reported as such ("non-finite gradient dL/dW_hh[0, 1] ...:
+generated=nan"), never as a relative error computed from it.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -70,14 +73,24 @@ class Check:
     reference: float
     generated: float
     tolerance: float
+    nonfinite: str | None = None
+    """'generated' or 'reference' when that side has an inf/NaN (at ``index``)."""
 
     @property
     def ok(self) -> bool:
-        return bool(self.error <= self.tolerance)
+        return self.nonfinite is None and bool(self.error <= self.tolerance)
 
     def message(self, T: int) -> str:
         entry = ", ".join(map(str, self.index))
         label = "numerical" if self.oracle == "finite_differences" else "reference"
+        if self.nonfinite == "generated":
+            return (f"non-finite gradient dL/d{self.name}[{entry}] (T={T}, {self.oracle}): "
+                    f"generated={self.generated!r}, {label}={self.reference:.12g} "
+                    "(overflow or NaN in the generated code)")
+        if self.nonfinite == "reference":
+            return (f"non-finite {label} gradient dL/d{self.name}[{entry}] (T={T}, "
+                    f"{self.oracle}): {label}={self.reference!r}, "
+                    f"generated={self.generated!r}; nothing to compare")
         return (f"gradient mismatch for dL/d{self.name}[{entry}] (T={T}, {self.oracle}): "
                 f"{label}={self.reference:.12g}, generated={self.generated:.12g}, "
                 f"relative error {self.error:.3g} > {self.tolerance:g}")
@@ -100,8 +113,13 @@ class Report:
     def failures(self) -> tuple[Check, ...]:
         return tuple(c for c in self.checks if not c.ok)
 
+    @property
+    def nonfinite(self) -> tuple[Check, ...]:
+        """The checks with an inf/NaN gradient (generated or reference)."""
+        return tuple(c for c in self.checks if c.nonfinite is not None)
+
     def worst(self) -> dict[str, dict[str, float]]:
-        """oracle → parameter → largest relative error."""
+        """oracle → parameter → largest relative error (inf for a non-finite gradient)."""
         out: dict[str, dict[str, float]] = {}
         for c in self.checks:
             slot = out.setdefault(c.oracle, {})
@@ -111,7 +129,9 @@ class Report:
     def to_dict(self) -> dict:
         return {"spec": self.spec.to_dict(), "backend": self.backend, "T": self.T,
                 "batch": self.batch, "dtype": self.dtype, "ok": self.ok,
-                "max_relative_error": self.worst(),
+                "max_relative_error": {o: {k: (v if math.isfinite(v) else "non-finite")
+                                           for k, v in errs.items()}
+                                       for o, errs in self.worst().items()},
                 "failures": [c.message(self.T) for c in self.failures]}
 
 
@@ -225,16 +245,30 @@ def _relative(gen: np.ndarray, ref: np.ndarray, floor: float):
     return float(diff.max()) / scale, tuple(int(i) for i in index)
 
 
+def _finite_max(a: np.ndarray) -> float:
+    a = np.abs(np.asarray(a, dtype=np.float64))
+    return float(a[np.isfinite(a)].max(initial=0.0))
+
+
 def _compare(oracle: str, gen: dict, ref: dict, tol: float) -> list[Check]:
-    floor = 1e-3 * max(float(np.abs(r).max()) for r in ref.values())
+    floor = 1e-3 * max(_finite_max(r) for r in ref.values())
     checks = []
     for name in ref:
         g, r = np.asarray(gen[name], dtype=np.float64), np.asarray(ref[name])
         if g.shape != r.shape:
             raise VerificationError(
                 f"gradient for {name}: expected shape {r.shape}, got {g.shape}")
-        err, index = _relative(g, r, floor)
-        checks.append(Check(oracle, name, err, index, float(r[index]), float(g[index]), tol))
+        for side, values in (("generated", g), ("reference", r)):
+            bad = np.argwhere(~np.isfinite(values))
+            if bad.size:
+                index = tuple(int(i) for i in bad[0])
+                checks.append(Check(oracle, name, math.inf, index, float(r[index]),
+                                    float(g[index]), tol, nonfinite=side))
+                break
+        else:
+            err, index = _relative(g, r, floor)
+            checks.append(Check(oracle, name, err, index, float(r[index]), float(g[index]),
+                                tol))
     return checks
 
 
@@ -304,7 +338,8 @@ def verify(spec: Spec, backend: str = "numpy", *, T: int = 7, batch: int = 5,
     if module is None:
         module = compile_module(spec, backend, tbptt, clip, clip_value=clip_value)
     params, x, y, h0 = _data(spec, module.PARAM_SHAPES, T, batch, seed)
-    loss, grads = _run(module, backend, params, x, y, h0, dtype)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # reported below
+        loss, grads = _run(module, backend, params, x, y, h0, dtype)
     t64 = {k: torch.as_tensor(v) for k, v in params.items()}
     _, ref = reference_grads(spec, t64, torch.as_tensor(x), torch.as_tensor(y),
                              torch.as_tensor(h0), tbptt=tbptt, clip=clip, clip_value=clip_value)
@@ -318,6 +353,8 @@ def verify(spec: Spec, backend: str = "numpy", *, T: int = 7, batch: int = 5,
     report = Report(spec, backend, T, batch, dtype, tuple(checks))
     if raise_exception and not report.ok:
         worst = max(report.failures, key=lambda c: c.error / c.tolerance)
+        if report.nonfinite:
+            worst = report.nonfinite[0]
         raise VerificationError(worst.message(T))
     return report
 

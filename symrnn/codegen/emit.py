@@ -82,11 +82,90 @@ class RNNLoss(torch.nn.Module):
 
 _LOSS_AND_GRAD = '''
 
-def loss_and_grad(params, x, y, h0=None):
-    """(loss, grads): forward then backward."""
-    loss, cache = forward(params, x, y, h0)
-    return loss, backward(params, cache)
+def _dtype_name(a):
+    return str(a.dtype).replace("torch.", "")
+
+
+def _first_bad_step(states, reverse=False):
+    """The first index along axis 0 (the last with reverse) with an inf/NaN entry, or None."""
+    bad = [not bool({isfinite}(s).all()) for s in states]
+    if reverse:
+        bad = bad[::-1]
+    if True not in bad:
+        return None
+    i = bad.index(True)
+    return len(bad) - 1 - i if reverse else i
+
+
+def _check_forward_finite(loss, cache):
+    """FloatingPointError naming the first step whose hidden state (or the loss) is inf/NaN."""
+    HS = cache["HS"]  # h_t for t = 0..T
+    t = _first_bad_step(HS)
+    if t == 0:
+        raise FloatingPointError("non-finite initial hidden state h_0 (inf or NaN in h0)")
+    if t is not None:
+        raise FloatingPointError(
+            f"non-finite hidden state at step t={{t}} (overflow in {{_dtype_name(HS)}}?); "
+            f"h_{{t - 1}} is finite")
+    if not bool({isfinite}(loss).all()):
+        raise FloatingPointError(
+            f"non-finite loss {{float(loss)}} although every hidden state is finite "
+            f"(overflow in the output head or the loss, {{_dtype_name(HS)}}?)")
+
+
+def _check_grads_finite(grads):
+    """FloatingPointError naming the first non-finite gradient (dL/dh_t: the largest t)."""
+    delta = grads["delta"]  # (B, T, H), computed from t = T down to 1
+    t = _first_bad_step(delta.transpose(0, 1) if hasattr(delta, "dim") else
+                        delta.transpose(1, 0, 2), reverse=True)
+    if t is not None:
+        raise FloatingPointError(
+            f"non-finite gradient dL/dh_t at step t={{t + 1}} of the backward pass "
+            f"(overflow in {{_dtype_name(delta)}}?)")
+    name = next((n for n, v in grads.items() if not bool({isfinite}(v).all())), None)
+    if name is not None:
+        raise FloatingPointError(
+            f"non-finite gradient dL/d{{name}} (overflow in {{_dtype_name(grads[name])}}?)")
+
+
+def loss_and_grad(params, x, y, h0=None, *, check_finite=False):
+    """(loss, grads): forward then backward.
+
+    check_finite=True raises FloatingPointError naming the first step whose hidden
+    state is inf/NaN (then the loss, then the gradients); off by default, at no cost.
+{errstate_doc}    """
+{body}'''
+
+_NUMPY_BODY = '''    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        loss, cache = forward(params, x, y, h0)
+        if check_finite:
+            _check_forward_finite(loss, cache)
+        grads = backward(params, cache)
+    if check_finite:
+        _check_grads_finite(grads)
+    return loss, grads
 '''
+
+_NUMPY_ERRSTATE_DOC = (
+    "    NumPy's overflow/invalid warnings are silenced here either way: an overflow\n"
+    "    is an inf/NaN in the result (check it, or pass check_finite=True).\n")
+
+_TORCH_BODY = '''    loss, cache = forward(params, x, y, h0)
+    if check_finite:
+        _check_forward_finite(loss, cache)
+    grads = backward(params, cache)
+    if check_finite:
+        _check_grads_finite(grads)
+    return loss, grads
+'''
+
+
+def _loss_and_grad(target: Backend) -> str:
+    if target.name == "torch":
+        return _LOSS_AND_GRAD.format(isfinite="torch.isfinite", errstate_doc="",
+                                     body=_TORCH_BODY)
+    return _LOSS_AND_GRAD.format(isfinite="np.isfinite", errstate_doc=_NUMPY_ERRSTATE_DOC,
+                                 body=_NUMPY_BODY)
 
 
 def _fit(line: str, width: int = 96) -> str:
@@ -197,7 +276,7 @@ def emit(low: Lowered, target: Backend, *, command: str, version: str,
     for fn in (low.forward, low.backward):
         fn = run_passes(fn, passes, Context(low.buffers, printer, frozenset(names)))
         parts.append("\n\n" + "\n".join(decorator + printer.stmt(fn, 0)))
-    parts.append(_LOSS_AND_GRAD.rstrip())
+    parts.append(_loss_and_grad(target).rstrip())
     if low.streamed is not None:
         fn = run_passes(low.streamed, passes, Context(low.buffers, printer, frozenset(names)))
         parts.append("\n\n" + "\n".join(decorator + printer.stmt(fn, 0)))

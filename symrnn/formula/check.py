@@ -15,6 +15,14 @@
    values (:mod:`symrnn.formula.symbolic`);
 5. when wrong: the counterexample (largest deviation) and the diagnosis
    (:mod:`symrnn.formula.diagnose`).
+
+Bounded: T (and k of a claim about L_k, and every time index written) is at
+most ``max_T`` (default :data:`MAX_T`); the symbolic comparison, the
+diagnosis and the scalar case share a time budget of ``budget_s`` seconds
+(default :data:`~symrnn.formula.budget.DEFAULT_BUDGET_S`; None: unlimited),
+checked between steps.  What the budget cut short is listed in
+:attr:`Verdict.skipped` (and the symbolic field says ``skipped (budget … s
+exceeded)``); the parts that ran are reported as usual.
 """
 
 from __future__ import annotations
@@ -23,28 +31,42 @@ import numpy as np
 
 from symrnn.errors import FormulaError, ShapeError
 from symrnn.formula import nodes as N
+from symrnn.formula.budget import DEFAULT_BUDGET_S, Budget
 from symrnn.formula.diagnose import diagnose
 from symrnn.formula.lower import lower
 from symrnn.formula.parse import parse_formula
 from symrnn.formula.problem import ATOL, RTOL, Problem, resolve_quantity
-from symrnn.formula.symbolic import compare_symbolically, inline
+from symrnn.formula.symbolic import compare_symbolically, inline, inlined_size
 from symrnn.formula.verdict import Counterexample, Verdict
 from symrnn.render.printing import latex, text
 from symrnn.spec import DEFAULT_SPEC, Spec, check_T
 
-__all__ = ["check_formula", "correct_formula", "DEFAULT_T"]
+__all__ = ["check_formula", "correct_formula", "DEFAULT_T", "MAX_T"]
 
 DEFAULT_T = 3
+MAX_T = 64
+"""Default bound on the unrolled length of a check (``max_T``)."""
 MAX_EXPANDED = 600
 """Print the fully expanded correct gradient when it is at most this many characters."""
+_MAX_EXPANDED_NODES = MAX_EXPANDED // 2
+"""Do not even build the expansion when its tree has more nodes than this."""
 
 
 def check_formula(formula: str | N.Formula, spec: Spec | None = None, *, wrt: str | None = None,
                   T: int | None = None, instances: int = 3, seed: int = 0,
-                  diagnosis: bool = True, scalar_case: bool = True) -> Verdict:
-    """Decide whether ``formula`` is the claimed gradient for ``spec``."""
+                  diagnosis: bool = True, scalar_case: bool = True, max_T: int = MAX_T,
+                  budget_s: float | None = DEFAULT_BUDGET_S) -> Verdict:  # noqa: N803
+    """Decide whether ``formula`` is the claimed gradient for ``spec``.
+
+    ``max_T`` bounds T, the k of L_k and every time index in the formula
+    (FormulaError beyond it); ``budget_s`` bounds the symbolic work (see the
+    module docstring): what it cut short is listed in ``Verdict.skipped``.
+    """
+    if isinstance(max_T, bool) or not isinstance(max_T, int) or max_T < 1:
+        raise FormulaError(f"max_T must be a positive integer, got {max_T!r}")
+    budget = Budget(budget_s)
     spec = DEFAULT_SPEC if spec is None else spec
-    parsed = parse_formula(formula) if isinstance(formula, str) else formula
+    parsed = parse_formula(formula, max_time=max_T + 1) if isinstance(formula, str) else formula
     notes: list[str] = []
     claim = parsed.claim
     if claim is None and wrt is None:
@@ -59,8 +81,15 @@ def check_formula(formula: str | N.Formula, spec: Spec | None = None, *, wrt: st
                          f"checked as {quantity} as asked")
     if loss_step is not None and T is not None and T != loss_step:
         notes.append(f"a claim about L_{loss_step} is checked with T = {loss_step}")
-    problem = Problem(spec, quantity, check_T(T or DEFAULT_T), instances=instances, seed=seed)
-    return _judge(parsed, problem, notes, diagnosis, scalar_case)
+    T = check_T(T or DEFAULT_T)
+    if loss_step is not None and loss_step > max_T:
+        raise FormulaError(f"the claim about L_{loss_step} is checked with T = {loss_step} "
+                           f"unrolled steps, above max_T = {max_T} (pass max_T=... to allow more)")
+    if loss_step is None and T > max_T:
+        raise FormulaError(f"T = {T} is above max_T = {max_T}: a check unrolls the network "
+                           "symbolically (pass max_T=... to allow more)")
+    problem = Problem(spec, quantity, T, instances=instances, seed=seed)
+    return _judge(parsed, problem, notes, diagnosis, scalar_case, budget)
 
 
 def correct_formula(problem: Problem) -> tuple[str, ...]:
@@ -70,7 +99,9 @@ def correct_formula(problem: Problem) -> tuple[str, ...]:
     defs = [(s, v) for s, v in problem.unrolled.definitions if v is not None]
     if defs:
         lines.append("where " + "; ".join(f"{s} = {text(v)}" for s, v in defs))
-        expanded = inline(expr, problem.unrolled.definitions)
+        small = inlined_size(expr, problem.unrolled.definitions,
+                             _MAX_EXPANDED_NODES) <= _MAX_EXPANDED_NODES
+        expanded = inline(expr, problem.unrolled.definitions) if small else None
         if expanded is not None and len(text(expanded)) <= MAX_EXPANDED:
             lines.append(f"expanded: {problem.quantity} = {text(expanded)}")
     return tuple(lines)
@@ -94,14 +125,18 @@ def _base(problem: Problem, parsed: N.Formula, notes: list[str]) -> dict:
     }
 
 
-def _judge(parsed, problem: Problem, notes, diagnosis: bool, scalar_case: bool) -> Verdict:
+def _judge(parsed, problem: Problem, notes, diagnosis: bool, scalar_case: bool,
+           budget: Budget | None = None) -> Verdict:
+    budget = Budget(None) if budget is None else budget
     base = _base(problem, parsed, notes)
+    skipped: list[str] = []
     try:
         lowered = lower(parsed, problem.scope)
     except ShapeError as err:
         base["notes"] = tuple(notes + getattr(err, "notes", []))
-        return Verdict("wrong", shape_error=str(err),
-                       scalar_case=_scalar(parsed, problem, scalar_case), **base)
+        scalar = _scalar(parsed, problem, scalar_case, budget, skipped)
+        return Verdict("wrong", shape_error=str(err), scalar_case=scalar,
+                       skipped=tuple(skipped), **base)
     base["notes"] = tuple(notes + lowered.notes)
     expr = lowered.expr
     shape = problem.shape if expr is None else tuple(int(d) for d in expr.shape)
@@ -109,15 +144,26 @@ def _judge(parsed, problem: Problem, notes, diagnosis: bool, scalar_case: bool) 
     if shape != problem.shape:
         message = (f"the formula has shape {shape} but {problem.quantity} has shape "
                    f"{problem.shape}")
-        slips = diagnose(parsed, problem, values) if diagnosis else ()
+        slips = _diagnose(parsed, problem, values, diagnosis, budget, skipped)
+        scalar = _scalar(parsed, problem, scalar_case, budget, skipped)
         return Verdict("wrong", shape_error=message, diagnosis=_pairs(slips),
-                       scalar_case=_scalar(parsed, problem, scalar_case), **base)
+                       scalar_case=scalar, skipped=tuple(skipped), **base)
     bad = _counterexample(values, problem)
     if bad is None:
-        symbolic = compare_symbolically(expr, problem.truth_expr, problem.unrolled)
-        return Verdict("correct", symbolic=symbolic, **base)
-    slips = diagnose(parsed, problem, values) if diagnosis else ()
-    return Verdict("wrong", counterexample=bad, diagnosis=_pairs(slips), **base)
+        symbolic = compare_symbolically(expr, problem.truth_expr, problem.unrolled, budget)
+        if symbolic.startswith("skipped (budget"):
+            skipped.append(f"symbolic comparison skipped: {budget.reason}")
+        return Verdict("correct", symbolic=symbolic, skipped=tuple(skipped), **base)
+    slips = _diagnose(parsed, problem, values, diagnosis, budget, skipped)
+    return Verdict("wrong", counterexample=bad, diagnosis=_pairs(slips),
+                   skipped=tuple(skipped), **base)
+
+
+def _diagnose(parsed, problem: Problem, values, enabled: bool, budget: Budget,
+              skipped: list[str]):
+    if not enabled:
+        return ()
+    return diagnose(parsed, problem, values, budget=budget, skipped=skipped)
 
 
 def _source_rhs(source: str) -> str:
@@ -145,11 +191,15 @@ def _counterexample(values, problem: Problem) -> Counterexample | None:
     return None if worst is None else worst[1]
 
 
-def _scalar(parsed, problem: Problem, enabled: bool) -> Verdict | None:
+def _scalar(parsed, problem: Problem, enabled: bool, budget: Budget,
+            skipped: list[str]) -> Verdict | None:
     spec = problem.spec
     if not enabled or (spec.hidden_size, spec.input_size, spec.output_size) == (1, 1, 1):
+        return None
+    if budget.exceeded:
+        skipped.append(f"scalar case (all sizes 1) skipped: {budget.reason}")
         return None
     scalar_spec = spec.replace(hidden_size=1, input_size=1, output_size=1)
     scalar = Problem(scalar_spec, problem.quantity, problem.T, instances=len(problem.seeds),
                      seed=problem.seeds[0])
-    return _judge(parsed, scalar, [], True, False)
+    return _judge(parsed, scalar, [], True, False, budget)

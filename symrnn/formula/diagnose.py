@@ -26,6 +26,7 @@ import numpy as np
 
 from symrnn.errors import SymrnnError
 from symrnn.formula import nodes as N
+from symrnn.formula.budget import Budget, BudgetExceeded
 from symrnn.formula.lower import lower
 from symrnn.formula.problem import ATOL, RTOL, VARIANTS, Problem
 from symrnn.ops import derivative_text
@@ -164,16 +165,23 @@ def _variant_slips(kind: str, problem: Problem) -> list[Slip]:
     return slips
 
 
-def _candidates(formula: N.Formula | None, problem: Problem, values):
+def _candidates(formula: N.Formula | None, problem: Problem, values, budget: Budget,
+                progress: list[int]):
     yield [], values
     transposed = [a.T for a in values]
     yield [Slip("transpose", "the whole result is transposed")], transposed
     if formula is None:
         return
-    for slip, fixed in candidate_fixes(formula):
+    fixes = list(candidate_fixes(formula))
+    progress[1] = len(fixes)
+    for slip, fixed in fixes:
+        budget.check()
+        progress[0] += 1
         try:
-            lowered = lower(fixed, problem.scope)
+            lowered = lower(fixed, problem.scope, budget)
             fixed_values = problem.values(lowered.expr)
+        except BudgetExceeded:
+            raise
         except (SymrnnError, KeyError):
             continue
         if all(a.shape == b.shape and np.allclose(a, b, rtol=1e-12, atol=1e-14)
@@ -182,25 +190,37 @@ def _candidates(formula: N.Formula | None, problem: Problem, values):
         yield [slip], fixed_values
 
 
-def diagnose(formula: N.Formula | None, problem: Problem,
-             values: list[np.ndarray]) -> tuple[Slip, ...]:
+def diagnose(formula: N.Formula | None, problem: Problem, values: list[np.ndarray], *,
+             budget: Budget | None = None,
+             skipped: list[str] | None = None) -> tuple[Slip, ...]:
     """The smallest set of classic slips that explains ``values`` (empty: none found).
 
     With ``formula`` None (a Python function's output) only whole-result slips
-    and the truth variants are tried.
+    and the truth variants are tried.  With a ``budget`` the search stops
+    between candidates when it runs out; what it did not try is appended to
+    ``skipped`` and the best explanation found so far is returned.
     """
+    budget = Budget(None) if budget is None else budget
     best: list[Slip] | None = None
-    variants = [(k, problem.variant(k)) for k in VARIANTS]
-    for fix_slips, fixed in _candidates(formula, problem, values):
-        for kind, truth in variants:
-            if truth is None:
-                continue
-            c = relation(fixed, truth)
-            if c is None:
-                continue
-            slips = fix_slips + _variant_slips(kind, problem) + _factor_slips(c, problem.T)
-            if slips and (best is None or len(slips) < len(best)):
-                best = slips
-        if best is not None and len(best) == 1:
-            break
+    progress = [0, 0]
+    try:
+        budget.check()
+        variants = [(k, problem.variant(k)) for k in VARIANTS]
+        for fix_slips, fixed in _candidates(formula, problem, values, budget, progress):
+            for kind, truth in variants:
+                if truth is None:
+                    continue
+                c = relation(fixed, truth)
+                if c is None:
+                    continue
+                slips = fix_slips + _variant_slips(kind, problem) + _factor_slips(c, problem.T)
+                if slips and (best is None or len(slips) < len(best)):
+                    best = slips
+            if best is not None and len(best) == 1:
+                break
+    except BudgetExceeded:
+        if skipped is not None:
+            tried = (f"after {progress[0]} of {progress[1]} candidate fixes"
+                     if progress[1] else "before trying any candidate")
+            skipped.append(f"diagnosis stopped {tried}: {budget.reason}")
     return tuple(best or ())

@@ -14,6 +14,12 @@ Reading rules (recorded in :attr:`Lowered.notes` when they fire):
 * a scalar added to a matrix is broadcast (``1 - h_t^2`` is 1 − h_t ⊙ h_t);
 * ``f'(u)`` is the spec's hidden activation's derivative at u, entrywise;
   ``diag(v)`` is the diagonal matrix of v; ``\\prod_{j=a}^{b} M_j`` is M_a ⋯ M_b.
+
+Bounded: a sum or product has at most T + 2 terms (time indices run 0..T+1),
+the whole formula expands to at most :data:`MAX_WORK` node visits, and
+⊙ chains are kept flat (a nested HadamardProduct makes every ``shape`` walk
+the chain: quadratic per lowering, cubic in a diagnosis).  An optional
+:class:`~symrnn.formula.budget.Budget` is checked every few hundred visits.
 """
 
 from __future__ import annotations
@@ -32,7 +38,10 @@ from symrnn.errors import FormulaError, ShapeError, SymrnnError, suggest
 from symrnn.formula import nodes as N
 from symrnn.ops import ELEMENTWISE
 
-__all__ = ["Lowered", "Scope", "lower", "resolve_param"]
+__all__ = ["Lowered", "Scope", "lower", "resolve_param", "MAX_WORK"]
+
+MAX_WORK = 100_000
+"""Most formula nodes one lowering may visit (sums expand once per step)."""
 
 SYNONYMS = {"W_yh": "W_hy"}
 """Other names in the notes (ŷ_t = g*(W_yh h_t + b))."""
@@ -74,8 +83,10 @@ class Lowered:
 
 
 class _Lowerer:
-    def __init__(self, formula: N.Formula, scope: Scope):
+    def __init__(self, formula: N.Formula, scope: Scope, budget=None):
         self.scope = scope
+        self.budget = budget
+        self.work = 0
         self.T = scope.T
         self.syms = scope.symbols()
         self.params = {name: s for name, s in self.syms.items() if X.split_timed(s) is None}
@@ -173,6 +184,12 @@ class _Lowerer:
 
     # ------------------------------------------------------------ nodes
     def node(self, node, bound: dict[str, int]):
+        self.work += 1
+        if self.work > MAX_WORK:
+            raise FormulaError(f"the formula expands to more than {MAX_WORK} terms for "
+                               f"T = {self.T} (nested sums or products over many steps)")
+        if self.budget is not None and self.work % 256 == 0:
+            self.budget.check()
         method = getattr(self, f"_{type(node).__name__}")
         return method(node, bound)
 
@@ -213,7 +230,7 @@ class _Lowerer:
                 raise ShapeError(f"'{N.render(node)}' is not conformable: elementwise product "
                                  f"of {N.render(node.left)} with shape {X.shape_str(a)} and "
                                  f"{N.render(node.right)} with shape {X.shape_str(b)}")
-            return X.hadamard(a, b)
+            return _hadamard(a, b)
         if a.shape[1] == 1 and b.shape[1] == 1 and b.shape[0] != 1:
             self.note(f"{N.render(node)}: a column times a column is read as the outer "
                       f"product ({N.render(node.left)}) ({N.render(node.right)})^T")
@@ -236,7 +253,7 @@ class _Lowerer:
             return value
         if _is_scalar(value):
             return value ** 2
-        return X.hadamard(value, value)
+        return X.hadamard(value, value)  # not flattened: (x²)² must stay a DAG
 
     def _Call(self, node: N.Call, bound):
         arg = self.node(node.arg, bound)
@@ -269,6 +286,9 @@ class _Lowerer:
                                f"{{{node.var}={node.lo}}}^{{{node.hi}}}") from None
         if node.var in bound:
             raise FormulaError(f"index {node.var} of \\{node.kind} is already in use")
+        if hi - lo + 1 > self.T + 2:
+            raise FormulaError(f"\\{node.kind}_{{{node.var}={lo}}}^{{{hi}}} has {hi - lo + 1} "
+                               f"terms, but for T = {self.T} time indices run 0..{self.T + 1}")
         values = [self.node(node.body, {**bound, node.var: k}) for k in range(lo, hi + 1)]
         if node.kind == "sum":
             out = None
@@ -322,6 +342,19 @@ class Missing:
         self.message = message
 
 
+def _hadamard(a, b):
+    """a ⊙ b with nested ⊙ flattened into one n-ary product."""
+    if not (isinstance(a, HadamardProduct) or isinstance(b, HadamardProduct)) or \
+            a.shape != b.shape or isinstance(a, OneMatrix) or isinstance(b, OneMatrix):
+        return X.hadamard(a, b)  # the shape error, ones, zeros and the binary case
+    flat = (a.args if isinstance(a, HadamardProduct) else (a,)) + \
+        (b.args if isinstance(b, HadamardProduct) else (b,))
+    # Basic.__new__: the factors are checked already (a flat product's shape is its
+    # first factor's); HadamardProduct(...) would validate and sympify every factor
+    # again, quadratic along a chain.
+    return Basic.__new__(HadamardProduct, *flat)
+
+
 def _is_scalar(value) -> bool:
     return isinstance(value, Basic) and not isinstance(value, MatrixExpr)
 
@@ -335,9 +368,13 @@ def scale(c, value):
     return X.matmul(c, value)
 
 
-def lower(formula: N.Formula, scope: Scope) -> Lowered:
-    """The formula's body as a matrix expression (None: exactly zero)."""
-    lowerer = _Lowerer(formula, scope)
+def lower(formula: N.Formula, scope: Scope, budget=None) -> Lowered:
+    """The formula's body as a matrix expression (None: exactly zero).
+
+    With a ``budget``, raises :class:`~symrnn.formula.budget.BudgetExceeded`
+    once it has run out.
+    """
+    lowerer = _Lowerer(formula, scope, budget)
     try:
         value = lowerer.node(formula.body, {})
         if isinstance(value, Missing):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
-from lark import Token, Transformer, v_args
+from lark import Token, Transformer, Tree, v_args
 from lark.exceptions import (
     LarkError,
     UnexpectedCharacters,
@@ -51,9 +51,13 @@ from symrnn.formula.nodes import (
 )
 from symrnn.formula.statements import WORDS, build_formula
 
-__all__ = ["parse_formula", "parse_time", "MAX_LENGTH", "TIME_VARS"]
+__all__ = ["parse_formula", "parse_time", "MAX_LENGTH", "MAX_DEPTH", "MAX_TIME", "TIME_VARS"]
 
 MAX_LENGTH = 2000
+MAX_DEPTH = 200
+"""Deepest nesting of a formula (parse-tree levels): nothing downstream can recurse deeper."""
+MAX_TIME = 1000
+"""Largest number allowed in a time index (``h_{k}``, ``L_{k}``, ``t+k``, sum bounds)."""
 TIME_VARS = frozenset("tkjisnT")
 
 _TIME = re.compile(r"^(?:(?P<var>[A-Za-z])\s*(?:(?P<sign>[+-])\s*(?P<off>\d+))?|(?P<num>\d+))$")
@@ -87,16 +91,25 @@ def _err(message: str, token: Token | None = None) -> FormulaError:
     return FormulaError(message, column=getattr(token, "column", None))
 
 
-def _with_index(node, tok: Token):
+def _bounded(time: Time | None, tok: Token, max_time: int) -> Time | None:
+    """``time`` unless its number exceeds ``max_time`` (then a FormulaError at ``tok``)."""
+    if time is not None and abs(time.offset) > max_time:
+        raise _err(f"time index {abs(time.offset)} in '{tok}' exceeds the bound {max_time} on "
+                   "time indices (a check unrolls at most max_T steps; raise it with "
+                   "check_formula(..., max_T=...))", tok)
+    return time
+
+
+def _with_index(node, tok: Token, max_time: int = MAX_TIME):
     """Attach a subscript to the (possibly grouped / transposed) symbol ``node``."""
     if isinstance(node, Transpose):
-        return Transpose(_with_index(node.arg, tok))
+        return Transpose(_with_index(node.arg, tok, max_time))
     if isinstance(node, Prod) and node.op == "matmul" and isinstance(node.right, Sym):
-        return Prod("matmul", node.left, _with_index(node.right, tok))  # Vh_3 = V h_3
+        return Prod("matmul", node.left, _with_index(node.right, tok, max_time))  # Vh_3 = V h_3
     if not isinstance(node, Sym) or node.index is not None:
         raise _err(f"a subscript {tok} needs a plain symbol before it", tok)
     content = _unbrace(tok[1:])
-    time = parse_time(content)
+    time = _bounded(parse_time(content), tok, max_time)
     if time is not None and (node.base != "L" or time.var is None):
         return Sym(node.base, time)
     if re.fullmatch(r"[A-Za-z]+", content):
@@ -107,6 +120,10 @@ def _with_index(node, tok: Token):
 
 @v_args(inline=True)
 class _Builder(Transformer):
+    def __init__(self, max_time: int = MAX_TIME):
+        super().__init__()
+        self.max_time = max_time
+
     def start(self, *statements):
         return list(statements)
 
@@ -147,16 +164,16 @@ class _Builder(Transformer):
                 raise _err(f"unexpected index '{sub}' of \\{kind}: expected t, k or j "
                            "(optionally = a lower bound)", sub)
             if match:
-                lo = parse_time(match["lo"])
+                lo = _bounded(parse_time(match["lo"]), sub, self.max_time)
                 if lo is None:
                     raise _err(f"unexpected lower bound in '{sub}'", sub)
-        hi = Time("T") if sup is None else parse_time(sup[1:])
+        hi = Time("T") if sup is None else _bounded(parse_time(sup[1:]), sup, self.max_time)
         if hi is None:
             raise _err(f"unexpected upper bound '{sup}': expected T, t, t-1 or a number", sup)
         return Big(kind, var, lo, hi, body)
 
     def subscript(self, node, tok):
-        return _with_index(node, tok)
+        return _with_index(node, tok, self.max_time)
 
     def superscript(self, node, tok):
         content = re.sub(r"[\s{}]", "", tok[1:])
@@ -236,8 +253,22 @@ def _expected(err: UnexpectedInput) -> str:
     return ", ".join(names[:10]) or "a formula"
 
 
-def parse_formula(text: str) -> Formula:
-    """Parse formula text (LaTeX or plain); raises FormulaError on any problem."""
+def _depth(tree: Tree) -> int:
+    """Levels of a lark tree, counted without recursion."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((c, depth + 1) for c in node.children if isinstance(c, Tree))
+    return deepest
+
+
+def parse_formula(text: str, *, max_time: int = MAX_TIME) -> Formula:
+    """Parse formula text (LaTeX or plain); raises FormulaError on any problem.
+
+    Bounded: at most :data:`MAX_LENGTH` characters, :data:`MAX_DEPTH` levels of
+    nesting and time indices up to ``max_time``.
+    """
     if not isinstance(text, str):
         raise FormulaError(f"expected formula text, got {type(text).__name__}")
     if len(text) > MAX_LENGTH:
@@ -261,8 +292,11 @@ def parse_formula(text: str) -> Formula:
         raise _located(err, stripped, f"unexpected {str(err.token)!r}") from None
     except LarkError as err:  # pragma: no cover - other lark failures
         raise FormulaError(f"cannot parse formula: {err}") from None
+    depth = _depth(tree)
+    if depth > MAX_DEPTH:
+        raise FormulaError(f"formula nested too deeply: {depth} levels, at most {MAX_DEPTH}")
     try:
-        items = _Builder().transform(tree)
+        items = _Builder(max_time).transform(tree)
     except VisitError as err:
         if isinstance(err.orig_exc, FormulaError):
             raise _relocate(err.orig_exc, stripped) from None

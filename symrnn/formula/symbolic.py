@@ -17,10 +17,36 @@ from sympy import MatrixSymbol
 
 from symrnn.checks.evaluate import evaluate
 
-__all__ = ["compare_symbolically", "inline", "MAX_OPS"]
+__all__ = ["compare_symbolically", "inline", "inlined_size", "MAX_OPS", "MAX_NODES"]
 
 MAX_OPS = 400
 """Skip the exact comparison when an inlined side has more operations than this."""
+MAX_NODES = 20 * MAX_OPS
+"""Skip before inlining when the inlined tree would have more nodes than this."""
+
+
+def inlined_size(expr, definitions, limit: int = MAX_NODES) -> int:
+    """Nodes of ``expr`` with the named adjoints inlined, counted on the shared DAG.
+
+    Inlining δ_t into δ_{t-1} … shares subtrees, so the inlined *tree* can be
+    exponentially large (a gated cell) or deeper than Python's recursion limit
+    (long T); this counts it without building it.  Counts above ``limit`` are
+    reported as ``limit + 1``.
+    """
+    named: dict = {}
+
+    def size(e) -> int:
+        if e in named:
+            return named[e]
+        if not e.args:
+            return 1
+        n = min(limit + 1, 1 + sum(size(a) for a in e.args))
+        named[e] = n  # memo: a shared subtree (x ⊙ x) is counted once per use, visited once
+        return n
+
+    for name, value in definitions:
+        named[name] = 0 if value is None else size(value)
+    return 0 if expr is None else size(expr)
 
 
 def inline(expr, definitions):
@@ -34,11 +60,15 @@ def inline(expr, definitions):
     return expr.xreplace({k: v for k, v in resolved.items() if v is not None})
 
 
-def compare_symbolically(user, truth, unrolled) -> str:
-    """'identical', 'different' or 'skipped (…)'."""
+def compare_symbolically(user, truth, unrolled, budget=None) -> str:
+    """'identical', 'different' or 'skipped (…)' (also when ``budget`` runs out)."""
+    if budget is not None and budget.exceeded:
+        return f"skipped ({budget.reason})"
     reuse = {eq.rhs: eq.lhs for eq in unrolled.program.equations if eq.block != "loss"}
     sides = []
     for side in (user, truth):
+        if inlined_size(side, unrolled.definitions) > MAX_NODES:
+            return f"skipped (more than {MAX_OPS} operations)"
         inlined = inline(side, unrolled.definitions)
         if inlined is None:
             return "skipped (a side is exactly zero)"
@@ -50,6 +80,8 @@ def compare_symbolically(user, truth, unrolled) -> str:
     for sym in sides[0].atoms(MatrixSymbol) | sides[1].atoms(MatrixSymbol):
         rows, cols = (int(d) for d in sym.shape)
         env[sym] = sympy.Matrix(rows, cols, lambda i, j, s=sym: sympy.Symbol(f"{s.name}[{i},{j}]"))
+    if budget is not None and budget.exceeded:
+        return f"skipped ({budget.reason})"
     try:
         a, b = (evaluate(side, env, "sympy") for side in sides)
     except Exception as err:  # noqa: BLE001 - an opaque node is a skip, not a crash
@@ -57,6 +89,8 @@ def compare_symbolically(user, truth, unrolled) -> str:
     if a.shape != b.shape:
         return "different"
     for x, y in zip(a, b, strict=True):
+        if budget is not None and budget.exceeded:
+            return f"skipped ({budget.reason})"
         if sympy.expand(x - y) != 0:
             return "different"
     return "identical"

@@ -51,6 +51,12 @@ class Verdict:
     symbolic: str = "not run"
     seeds: tuple[int, ...] = ()
     scalar_case: Verdict | None = field(default=None)
+    skipped: tuple[str, ...] = ()
+    """What the time budget cut short ('symbolic comparison skipped: budget 5 s exceeded')."""
+
+    @property
+    def diagnosis_complete(self) -> bool:
+        return not any(s.startswith("diagnosis") for s in self.skipped)
 
     @property
     def ok(self) -> bool:
@@ -82,6 +88,7 @@ class Verdict:
             "correct": list(self.correct),
             "symbolic": self.symbolic,
             "notes": list(self.notes),
+            "skipped": list(self.skipped),
             "scalar_case": None if self.scalar_case is None else self.scalar_case.to_dict(),
         }
 
@@ -98,12 +105,15 @@ class Verdict:
         if self.diagnosis:
             lines.append("  diagnosis:")
             lines += [f"    - {message}" for _, message in self.diagnosis]
-        elif not self.ok and self.counterexample is not None:
+        elif not self.ok and self.counterexample is not None and self.diagnosis_complete:
             lines.append("  diagnosis: no single classic slip explains the difference")
+        elif not self.ok and not self.diagnosis_complete:
+            lines.append("  diagnosis: none found before the budget ran out")
         if not self.ok:
             lines.append("  correct:")
             lines += [f"    {line}" for line in self.correct]
         lines += [f"  note: {n}" for n in self.notes]
+        lines += [f"  skipped: {s}" for s in self.skipped]
         if self.scalar_case is not None:
             lines.append("  in the scalar case (all sizes 1):")
             lines += ["  " + line for line in self.scalar_case.to_text().splitlines()]

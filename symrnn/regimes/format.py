@@ -2,12 +2,15 @@
 
 Rates are log-norm change per step of lag n = T - k; a sweep table has one
 line per radius, with rates averaged over seeds (± their standard deviation)
-and the verdicts counted.
+and the verdicts counted.  Numbers have bounded width (``.4f`` below 10⁶,
+``.3g`` beyond); inf, −inf and NaN are printed as such, with their count
+among the seeds and the reason (``Row.detail``) after the table.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -21,7 +24,9 @@ __all__ = ["analysis_text", "sweep_table", "clip_table", "sweep_header", "activa
 def _num(x: float, digits: int = 4) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "nan"
-    return f"{x:.{digits}f}" if math.isfinite(x) else ("inf" if x > 0 else "-inf")
+    if not math.isfinite(x):
+        return "inf" if x > 0 else "-inf"
+    return f"{x:.{digits}f}" if abs(x) < 1e6 else f"{x:.3g}"
 
 
 def analysis_text(a: Analysis) -> str:
@@ -62,16 +67,60 @@ def _by_radius(runs: Sequence[Run]) -> dict[float, list[Run]]:
 
 
 def _mean_sd(values: list[float]) -> str:
+    """mean ± sd of the finite values; the non-finite ones named and counted."""
     v = np.array(values, dtype=float)
-    if np.any(np.isnan(v)):
-        return "nan"
-    return f"{np.mean(v):+.4f} ± {np.std(v):.4f}"
+    finite = v[np.isfinite(v)]
+    parts = []
+    if finite.size:
+        mean, sd = float(np.mean(finite)), float(np.std(finite))
+        if abs(mean) < 1e6 and sd < 1e6:
+            parts.append(f"{mean:+.4f} ± {sd:.4f}")
+        else:
+            parts.append(f"{mean:+.3g} ± {sd:.3g}")
+    for label, mask in (("-inf", v == -np.inf), ("inf", v == np.inf), ("nan", np.isnan(v))):
+        n = int(np.sum(mask))
+        if n == v.size:
+            return label
+        if n:
+            parts.append(f"({n}/{v.size} {label})")
+    return " ".join(parts)
 
 
 def _table(header: list[str], lines: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in [header, *lines]) for i in range(len(header))]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     return "\n".join(fmt.format(*r).rstrip() for r in [header, *lines])
+
+
+def _reasons(rows, most: int = 3) -> str:
+    """The seeds' ``detail`` s grouped by kind (numbers aside), one example each."""
+    kinds: dict[str, list] = {}
+    for r in rows:
+        if r.detail:
+            kinds.setdefault(re.sub(r"[-+]?\d[\d.e+x]*", "#", r.detail), []).append(r)
+    if not kinds:
+        return ""
+    if len(rows) == 1:
+        return rows[0].detail
+    items = sorted(kinds.values(), key=lambda v: -len(v))
+    parts = []
+    for group in items[:most]:
+        seeds = ",".join(str(r.seed) for r in group)
+        example = f" (e.g. seed {group[0].seed})" if len(group) > 1 else ""
+        parts.append(f"seed{'s' if len(group) > 1 else ''} {seeds}{example}: {group[0].detail}")
+    if len(items) > most:
+        parts.append(f"{len(items) - most} more kind(s) of reason, see --json")
+    return "; ".join(parts)
+
+
+def _avg(values) -> float:
+    """The mean, or a middle value when the mean overflows (values near the float64 limit)."""
+    v = np.asarray(values, dtype=float)
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = float(np.mean(v))
+    if math.isfinite(mean) or not np.all(np.isfinite(v)):
+        return mean
+    return float(np.sort(v)[len(v) // 2])
 
 
 def _most(values: list[str]) -> str:
@@ -85,33 +134,43 @@ def sweep_table(runs: Sequence[Run]) -> str:
     nonnormal = any(r.analysis.nonnormal for r in runs)
     if nonnormal:
         header += ["peak lag pred/meas", "transient gain"]
-    lines = []
+    lines, reasons = [], []
     for radius, group in _by_radius(runs).items():
         rows = [r.row for r in group]
         ok = sum(r.verdict == "confirmed" for r in rows)
+        unsure = sum(r.verdict == "inconclusive" for r in rows)
         exploded = [r.exploded_at for r in rows if r.exploded_at is not None]
         regime = _most([r.measured_regime for r in rows])
         if exploded:
-            regime += f" (exploded at lag {min(exploded)} in {len(exploded)}/{len(rows)})"
+            regime += f" (overflow at lag {min(exploded)} in {len(exploded)}/{len(rows)})"
         if any(r.measurement.forward_overflow for r in group):
             regime += " (forward pass overflowed)"
+        reason = _reasons(rows)
+        if reason:
+            reasons.append(f"  radius {radius:g}: {reason}")
+        counted = f"{ok}/{len(rows)} confirmed" + (f", {unsure} inconclusive" if unsure else "")
         line = [
-            f"{radius:g}", _num(float(np.mean([r.rho for r in rows]))),
-            _num(float(np.mean([r.sigma_max for r in rows]))),
-            _num(float(np.mean([r.sigma_max * group[0].analysis.gamma for r in rows]))),
+            f"{radius:g}", _num(_avg([r.rho for r in rows])),
+            _num(_avg([r.sigma_max for r in rows])),
+            _num(_avg([r.sigma_max * group[0].analysis.gamma for r in rows])),
             _most([r.predicted_regime for r in rows]),
-            _num(float(np.mean([r.bound_rate for r in rows]))),
+            _num(_avg([r.bound_rate for r in rows])),
             _mean_sd([r.predicted_rate for r in rows]), _mean_sd([r.measured_rate for r in rows]),
-            regime, f"{ok}/{len(rows)} confirmed",
+            regime, counted,
         ]
         if nonnormal:
+            with np.errstate(over="ignore", invalid="ignore"):
+                gain = float(np.mean([r.transient_gain for r in rows]))
             line += [
                 f"{rows[0].predicted_peak_lag}/"
                 + ",".join(str(r.measured_peak_lag) for r in rows),
-                f"{np.mean([r.transient_gain for r in rows]):.3g}",
+                f"{gain:.3g}",
             ]
         lines.append(line)
-    return _table(header, lines)
+    table = _table(header, lines)
+    if reasons:
+        table += "\nwhy:\n" + "\n".join(reasons)
+    return table
 
 
 def clip_table(runs: Sequence[Run], threshold: float) -> str:
@@ -122,8 +181,9 @@ def clip_table(runs: Sequence[Run], threshold: float) -> str:
     for radius, group in _by_radius(runs).items():
         norms = [r.row.grad_norm for r in group]
         clipped = [r.row.clipped_norm for r in group]
-        raw = float(np.mean(norms))
-        after = float(np.mean(clipped))
+        with np.errstate(over="ignore", invalid="ignore"):
+            raw = float(np.mean(norms))
+            after = float(np.mean(clipped))
         if math.isfinite(raw):
             cells = [f"{raw:.4g}", f"{after:.4g}", f"{after / raw:.3g}" if raw > 0 else "n/a"]
         else:

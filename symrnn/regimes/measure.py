@@ -11,8 +11,11 @@ For one sequence of length T with the loss at t = T only (many_to_one):
   lag, over lags from ``fit_start`` up to the last finite, nonzero value.
 
 Overflow is not an error: the first lag whose ∂L/∂h_k is inf or NaN is
-reported as ``exploded_at``; floating-point warnings are silenced with
-``numpy.errstate`` and the fit uses the lags before it.
+reported as ``exploded_at`` (and the first step whose hidden state is
+non-finite as ``forward_overflow_at``); floating-point warnings are silenced
+with ``numpy.errstate`` and the fit uses the lags before it.  A gradient that
+becomes exactly 0 (every ReLU unit off at some step, ``dead_at``) before two
+lags could be fitted has rate −inf, not NaN.
 """
 
 from __future__ import annotations
@@ -56,6 +59,11 @@ class Measurement:
     """First lag where ∂L/∂h_k is exactly zero (None: never)."""
     forward_overflow: bool
     """Some hidden state h_t is inf/NaN: the forward pass itself overflowed."""
+    forward_overflow_at: int | None
+    """First step t whose hidden state h_t is inf/NaN (None: none)."""
+    dead_at: int | None
+    """Last step t with f'(a_t) = 0 in every unit (all ReLU units off, or every tanh unit
+    saturated in float64): ∂L/∂h_k = 0 for every k < t (None: no such step)."""
     lyapunov: float
     """Largest Lyapunov exponent of the Jacobian product on this trajectory."""
     loss: float
@@ -71,9 +79,12 @@ class Measurement:
 
     @property
     def transient_gain(self) -> float:
-        """max_n ‖∂L/∂h_{T-n}‖ / ‖∂L/∂h_T‖ (> 1 means transient growth)."""
+        """max_n ‖∂L/∂h_{T-n}‖ / ‖∂L/∂h_T‖ (> 1 means transient growth; NaN if no finite lag 0)."""
         logs = np.array(self.log_grad_norms)
-        return float(np.exp(logs[self.peak_lag] - logs[0]))
+        if not np.isfinite(logs[0]):
+            return math.nan
+        with np.errstate(over="ignore"):
+            return float(np.exp(logs[self.peak_lag] - logs[0]))
 
 
 def _log_norms(vectors: np.ndarray) -> np.ndarray:
@@ -119,9 +130,14 @@ def _jacobian_log_norms(W: np.ndarray, d: np.ndarray) -> np.ndarray:
     return out
 
 
-def _first(mask: np.ndarray) -> int | None:
+def _last(mask: np.ndarray, offset: int = 0) -> int | None:
     hits = np.flatnonzero(mask)
-    return int(hits[0]) if hits.size else None
+    return int(hits[-1]) + offset if hits.size else None
+
+
+def _first(mask: np.ndarray, offset: int = 0) -> int | None:
+    hits = np.flatnonzero(mask)
+    return int(hits[0]) + offset if hits.size else None
 
 
 def grad_norm(grads: dict, names: tuple[str, ...]) -> float:
@@ -143,7 +159,10 @@ def measure(spec: Spec, params: dict, x: np.ndarray, y: np.ndarray, *, kernel: M
     logs = _log_norms(by_lag)
     h, d = trajectory(spec, params, x)
     slope, intercept, stop = fit_rate(logs, fit_start)
-    jacobian = _jacobian_log_norms(params["W_hh"], d)
+    if math.isnan(slope) and stop < len(logs) and logs[stop] == -np.inf:
+        slope = -math.inf  # the gradient is exactly 0 before two lags could be fitted
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        jacobian = _jacobian_log_norms(params["W_hh"], d)
     return Measurement(
         T=T,
         log_grad_norms=tuple(float(v) for v in logs),
@@ -156,6 +175,8 @@ def measure(spec: Spec, params: dict, x: np.ndarray, y: np.ndarray, *, kernel: M
         exploded_at=_first(~np.all(np.isfinite(by_lag), axis=1)),
         underflow_at=_first(np.all(by_lag == 0, axis=1)),
         forward_overflow=not bool(np.all(np.isfinite(h))),
+        forward_overflow_at=_first(~np.all(np.isfinite(h[1:]), axis=1), offset=1),
+        dead_at=_last(np.all(d == 0, axis=1), offset=1),
         lyapunov=_lyapunov(params["W_hh"], d),
         loss=float(np.asarray(loss).sum()),
         grads={k: np.asarray(v) for k, v in grads.items()},
@@ -165,4 +186,5 @@ def measure(spec: Spec, params: dict, x: np.ndarray, y: np.ndarray, *, kernel: M
 def _lyapunov(W: np.ndarray, d: np.ndarray) -> float:
     if not np.all(np.isfinite(d)):
         return math.nan
-    return lyapunov_exponent(W, d, skip=int(LYAPUNOV_SKIP * d.shape[0]))
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return lyapunov_exponent(W, d, skip=int(LYAPUNOV_SKIP * d.shape[0]))

@@ -1,8 +1,9 @@
 """PNG plots of log‖∂L/∂h_k‖ against the lag T - k (matplotlib, Agg backend).
 
-* :func:`plot_sweep`: one solid line per radius (the first seed), the
-  predicted slope drawn dashed from the first fitted lag; an overflow is
-  marked with an ×.
+* :func:`plot_sweep`: one solid line per radius (the first seed, as the
+  legend says), the predicted slope drawn dashed from the first fitted lag;
+  an overflow is marked with an ×, a gradient that becomes exactly 0 with a
+  ▼ at the last nonzero lag; a run with no finite value says so in its label.
 * :func:`plot_runs`: one line per labelled run (e.g. one per activation at
   matched scale), with its predicted slope dashed.
 """
@@ -32,7 +33,10 @@ def _draw(ax, run: Run, label: str, color) -> None:
     logs = np.array(run.measurement.log_grad_norms)
     lags = np.arange(len(logs))
     finite = np.isfinite(logs)
-    ax.plot(lags[finite], logs[finite], color=color, lw=1.6, label=label)
+    if not finite.any():
+        label += " (no finite value: " + (run.row.detail or "non-finite") + ")"
+    ax.plot(lags[finite], logs[finite], color=color, lw=1.6, label=label,
+            marker="o" if finite.sum() == 1 else None)
     start = run.measurement.fit_start
     stop = run.measurement.fit_stop
     if stop - start >= 2 and np.isfinite(run.row.predicted_rate):
@@ -43,14 +47,18 @@ def _draw(ax, run: Run, label: str, color) -> None:
         k = run.measurement.exploded_at
         last = logs[finite][-1] if finite.any() else 0.0
         ax.plot([k], [last], marker="x", color=color, ms=9)
+    zero = run.measurement.underflow_at
+    if zero is not None and zero > 0 and np.isfinite(logs[zero - 1]):
+        ax.plot([zero - 1], [logs[zero - 1]], marker="v", color=color, ms=8)
 
 
-def _finish(fig, ax, title: str, path: Path) -> Path:
+def _finish(fig, ax, title: str, path: Path,
+            legend: str = "solid: measured, dashed: predicted") -> Path:
     ax.set_xlabel("lag T - k")
     ax.set_ylabel("log ‖∂L/∂h_k‖")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, title="solid: measured, dashed: predicted", title_fontsize=8)
+    ax.legend(fontsize=8, title=legend, title_fontsize=8)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -66,11 +74,16 @@ def plot_sweep(runs: Sequence[Run], path: str | Path, title: str) -> Path:
         first.setdefault(run.row.radius, run)
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     colors = plt.cm.viridis(np.linspace(0, 0.9, max(len(first), 1)))
+    seeds = len(runs) // max(len(first), 1)
     for (radius, run), color in zip(first.items(), colors, strict=True):
-        label = f"radius {radius:g}: measured {run.row.measured_rate:+.3f}/step"
+        label = (f"radius {radius:g}, seed {run.row.seed}: "
+                 f"measured {run.row.measured_rate:+.3f}/step")
         _draw(ax, run, label, color)
+    shown = ("one seed per radius (the first)" if seeds <= 1 else
+             f"one seed per radius (the first of {seeds}; the table gives the mean)")
     try:
-        return _finish(fig, ax, title, path)
+        return _finish(fig, ax, title, path,
+                       f"{shown}\nsolid: measured, dashed: predicted")
     finally:
         plt.close(fig)
 
