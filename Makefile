@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
+	bash scripts/ensure-latex.sh || echo "LaTeX toolchain unavailable: the report will skip derivation.pdf"
 	$(VENV)/bin/symrnn report --output $(REPORT)
 
 test: $(STAMP)

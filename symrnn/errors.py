@@ -15,6 +15,9 @@ __all__ = [
     "ShapeError",
     "MissingRuleError",
     "FormulaError",
+    "InputError",
+    "LimitError",
+    "OutputError",
     "suggest",
 ]
 
@@ -41,10 +44,23 @@ class FormulaError(SymrnnError, ValueError):
     def __init__(self, message: str, *, column: int | None = None, text: str | None = None):
         self.column = column
         self.text = text
+        self.message = message
         if column is not None and text is not None:
             pointer = " " * (column - 1) + "^"
             message = f"{message}\n  {text}\n  {pointer}"
         super().__init__(message)
+
+
+class InputError(SymrnnError, ValueError):
+    """A command-line argument is out of range: the message names it, its value and the rule."""
+
+
+class LimitError(InputError):
+    """An argument exceeds a resource cap (``--max-T``, ``--max-size``, memory)."""
+
+
+class OutputError(SymrnnError, OSError):
+    """An output could not be written; the previous file, if any, is left as it was."""
 
 
 def suggest(value: str, allowed: Iterable[str]) -> str:

@@ -60,6 +60,9 @@ _SIZES = ("hidden_size", "input_size", "output_size")
 
 Size = int | str
 
+SPEC_FILE_LIMIT = 1 << 20
+"""Largest spec file read (bytes): a spec is a few lines; this refuses /dev/zero and the like."""
+
 
 @dataclass(frozen=True)
 class Spec:
@@ -128,13 +131,34 @@ class Spec:
     @classmethod
     def from_toml(cls, path: str | Path) -> Spec:
         """Load a spec from a TOML file; a ``[spec]`` table or top-level keys."""
+        if str(path) == "":
+            raise SpecError("spec file: expected a path to a TOML file, got ''")
+        if "\x00" in str(path):
+            raise SpecError(f"spec file path {str(path)!r} contains a NUL character")
         path = Path(path)
+        if path.exists() and not path.is_dir():
+            if not path.is_file():
+                raise SpecError(f"spec file {str(path)!r} is not a regular file")
+            if path.stat().st_size > SPEC_FILE_LIMIT:
+                raise SpecError(f"spec file {str(path)!r} is {path.stat().st_size} bytes, over "
+                                f"the {SPEC_FILE_LIMIT} bytes a spec may have")
         try:
-            data = tomllib.loads(path.read_text())
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise SpecError(f"spec file not found: {path}") from None
+            raise SpecError(f"spec file not found: {str(path)!r}") from None
+        except IsADirectoryError:
+            raise SpecError(f"spec file {str(path)!r} is a folder, expected a TOML file") from None
+        except PermissionError:
+            raise SpecError(f"spec file {str(path)!r} is not readable (permission denied)") \
+                from None
+        except UnicodeDecodeError as err:
+            raise SpecError(f"spec file {str(path)!r} is not UTF-8 text (byte {err.start}: "
+                            f"{err.reason}); TOML files are UTF-8") from None
+        except OSError as err:
+            raise SpecError(f"spec file {str(path)!r} cannot be read: "
+                            f"{err.strerror or err}") from None
         except tomllib.TOMLDecodeError as err:
-            raise SpecError(f"spec file {path} is not valid TOML: {err}") from None
+            raise SpecError(f"spec file {str(path)!r} is not valid TOML: {err}") from None
         table = data.get("spec", data)
         if not isinstance(table, Mapping):
             raise SpecError(f"[spec] in {path} must be a table")
@@ -151,9 +175,9 @@ def _check_size(field: str, value: Any) -> Size:
         return value
     if isinstance(value, str):
         text = value.strip()
-        if text.isdigit():
+        if text.isascii() and text.isdigit():
             return _check_size(field, int(text))
-        if text.startswith("-") and text[1:].isdigit():
+        if text.isascii() and text.startswith("-") and text[1:].isdigit():
             raise SpecError(f"{field} must be a positive integer, got {text}")
         if _SIZE_NAME.match(text):
             return text

@@ -9,24 +9,26 @@ import json
 
 import click
 
-from symrnn.cli.app import cli
-from symrnn.cli.common import spec_options
-from symrnn.formula import check_formula
+from symrnn.cli.common import T_option, spec_options
+from symrnn.cli.io import SEED
+from symrnn.formula.check import MAX_T
 
 
-@cli.command("check")
+@click.command("check")
 @click.argument("formula")
 @spec_options
 @click.option("--wrt", help="Parameter the formula differentiates (W_hh, W, V, h_0, ...); "
               "overrides the left-hand side.")
-@click.option("--T", "T", type=int, default=None,
-              help="Sequence length for a claim about the total L (default 3).")
-@click.option("--seed", type=int, default=0, show_default=True, help="First instance seed.")
+@T_option(help="Sequence length for a claim about the total L (default 3).",
+          max_T=MAX_T, pass_max=True)
+@click.option("--seed", type=SEED, default=0, show_default=True, help="First instance seed.")
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
 @click.option("--latex", "as_latex", is_flag=True, help="Print a LaTeX snippet of the verdict.")
-def check_command(formula, spec, wrt, T, seed, as_json, as_latex) -> None:
+def check_command(formula, spec, wrt, T, max_T, seed, as_json, as_latex) -> None:  # noqa: N803
     """Check FORMULA (LaTeX or plain text) against the derivation engine."""
-    verdict = check_formula(formula, spec, wrt=wrt, T=T, seed=seed)
+    from symrnn.formula import check_formula
+
+    verdict = check_formula(formula, spec, wrt=wrt, T=T, seed=seed, max_T=max_T)
     if as_json:
         click.echo(json.dumps(verdict.to_dict(), indent=2))
     elif as_latex:

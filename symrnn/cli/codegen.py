@@ -2,44 +2,34 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
-from symrnn.cli.app import cli
-from symrnn.cli.common import UserError, spec_options
+from symrnn.cli.common import parse_tbptt, require_codegen_cell, spec_options
+from symrnn.cli.io import POSITIVE_FINITE, OutputFile
 from symrnn.codegen import BACKENDS, generate
+from symrnn.render.files import atomic_write_text
+
+__all__ = ["codegen_command", "parse_tbptt"]
 
 
-def parse_tbptt(value: str | None) -> tuple[int, int] | None:
-    """'k1,k2' → (k1, k2); a single 'k' means k1 = k2 = k."""
-    if value is None:
-        return None
-    parts = value.split(",")
-    try:
-        numbers = tuple(int(p) for p in parts)
-    except ValueError:
-        raise UserError(f"--tbptt expected k1,k2 (two integers), got {value!r}") from None
-    if len(numbers) == 1:
-        return numbers[0], numbers[0]
-    if len(numbers) != 2:
-        raise UserError(f"--tbptt expected k1,k2 (two integers), got {value!r}")
-    return numbers
-
-
-@cli.command("codegen")
+@click.command("codegen")
 @spec_options
 @click.option("--backend", type=click.Choice(sorted(BACKENDS)), default="numpy",
               show_default=True)
 @click.option("--tbptt", help="Truncated BPTT k1,k2: forward k1 steps, backpropagate k2.")
-@click.option("--clip", type=float, help="Rescale gradients to global norm G when above it.")
-@click.option("--clip-value", type=float, help="Clamp every gradient entry to [-c, c].")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to FILE.")
+@click.option("--clip", type=POSITIVE_FINITE,
+              help="Rescale gradients to global norm G when above it (finite, > 0).")
+@click.option("--clip-value", type=POSITIVE_FINITE,
+              help="Clamp every gradient entry to [-c, c] (finite, > 0).")
+@click.option("-o", "--output", type=OutputFile(),
+              help="Write to FILE (folders are created; written atomically).")
 def codegen_command(spec, backend, tbptt, clip, clip_value, output) -> None:
     """Generate a BPTT module (forward, backward, loss_and_grad) from the derivation."""
-    source = generate(spec, backend, parse_tbptt(tbptt), clip, clip_value=clip_value)
-    if output:
-        Path(output).write_text(source)
+    window = parse_tbptt(tbptt)
+    require_codegen_cell(spec)
+    source = generate(spec, backend, window, clip, clip_value=clip_value)
+    if output is not None:
+        atomic_write_text(output, source)
         click.echo(f"wrote {output}", err=True)
     else:
         click.echo(source, nl=False)

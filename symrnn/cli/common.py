@@ -1,4 +1,4 @@
-"""Options and error handling shared by every subcommand."""
+"""Options shared by every subcommand: the spec flags, T with its cap, TBPTT, cells."""
 
 from __future__ import annotations
 
@@ -7,27 +7,13 @@ from collections.abc import Callable
 
 import click
 
-from symrnn.errors import SymrnnError
+from symrnn.cli.app import SymrnnGroup, UserError
+from symrnn.cli.io import MAX_SIZE, MAX_T_NUMERIC, check_sizes, check_T
+from symrnn.errors import SpecError
 from symrnn.spec import Spec, load_spec
 
-__all__ = ["SymrnnGroup", "spec_options", "T_option", "fail"]
-
-
-class UserError(click.ClickException):
-    """A SymrnnError shown as one line, exit code 2."""
-
-    exit_code = 2
-
-    def show(self, file=None) -> None:
-        click.echo(f"symrnn: error: {self.format_message()}", err=True)
-
-
-class SymrnnGroup(click.Group):
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except SymrnnError as err:
-            raise UserError(str(err)) from None
+__all__ = ["SymrnnGroup", "UserError", "spec_options", "T_option", "fail", "parse_tbptt",
+           "require_codegen_cell", "describe_spec"]
 
 
 def fail(message: str) -> UserError:
@@ -35,9 +21,9 @@ def fail(message: str) -> UserError:
 
 
 def spec_options(fn: Callable) -> Callable:
-    """Add --spec FILE and the per-field flags; pass a validated ``spec`` to ``fn``."""
+    """Add --spec FILE, the per-field flags and --max-size; pass a validated ``spec``."""
 
-    @click.option("--spec", "spec_file", type=click.Path(dir_okay=False),
+    @click.option("--spec", "spec_file", metavar="FILE",
                   help="TOML file with a [spec] table (flags override it).")
     @click.option("--cell", help="elman | lstm | gru")
     @click.option("--activation", help="tanh | relu | sigmoid | identity")
@@ -48,24 +34,74 @@ def spec_options(fn: Callable) -> Callable:
     @click.option("--input-size", help="D: a positive integer or a symbol name")
     @click.option("--output-size", help="O: a positive integer or a symbol name")
     @click.option("--no-bias", is_flag=True, default=False, help="Drop b_h and b_y.")
+    @click.option("--max-size", type=click.IntRange(min=1), default=MAX_SIZE, show_default=True,
+                  help="Refuse hidden/input/output sizes above this.")
     @functools.wraps(fn)
     def wrapper(*args, spec_file, cell, activation, head, loss, topology, hidden_size,
-                input_size, output_size, no_bias, **kwargs):
-        try:
-            spec = load_spec(
-                spec_file, cell=cell, activation=activation, head=head, loss=loss,
-                topology=topology, hidden_size=hidden_size, input_size=input_size,
-                output_size=output_size, bias=False if no_bias else None,
-            )
-        except SymrnnError as err:
-            raise UserError(str(err)) from None
+                input_size, output_size, no_bias, max_size, **kwargs):
+        spec = load_spec(
+            spec_file, cell=cell, activation=activation, head=head, loss=loss,
+            topology=topology, hidden_size=hidden_size, input_size=input_size,
+            output_size=output_size, bias=False if no_bias else None,
+        )
+        check_sizes(spec, max_size)
         return fn(*args, spec=spec, **kwargs)
 
     return wrapper
 
 
-def T_option(default: int | None = None, help: str = "Sequence length T.") -> Callable:  # noqa: N802
-    return click.option("--T", "T", type=int, default=default, show_default=True, help=help)
+def T_option(default: int | None = None, help: str = "Sequence length T.",  # noqa: N802
+             max_T: int = MAX_T_NUMERIC, pass_max: bool = False) -> Callable:  # noqa: N803
+    """--T (validated: 1 ≤ T ≤ --max-T) and --max-T, its override (passed on as ``max_T``
+    with ``pass_max``, for commands whose library call bounds more than T)."""
+
+    def decorate(fn: Callable) -> Callable:
+        @click.option("--T", "T", type=int, default=default, show_default=True, help=help)
+        @click.option("--max-T", "max_T", type=click.IntRange(min=1), default=max_T,
+                      show_default=True, help="Refuse T above this.")
+        @functools.wraps(fn)
+        def wrapper(*args, T, max_T, **kwargs):  # noqa: N803
+            if T is not None:
+                T = check_T(T, max_T)
+            if pass_max:
+                kwargs["max_T"] = max_T
+            return fn(*args, T=T, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+def parse_tbptt(value: str | None, option: str = "--tbptt", *,
+                single: bool = True) -> tuple[int, int] | None:
+    """'k1,k2' → (k1, k2); with ``single`` a lone 'k' means k1 = k2 = k.  The rule
+    (1 ≤ k1 ≤ k2) is the code generator's own (:class:`symrnn.codegen.lower.Options`),
+    applied by every command."""
+    if value is None:
+        return None
+    expected = "k1,k2 (two positive integers)"
+    try:
+        numbers = tuple(int(p) for p in value.split(","))
+    except ValueError:
+        raise UserError(f"{option} expected {expected}, got {value!r}") from None
+    if len(numbers) == 1 and single:
+        numbers = (numbers[0], numbers[0])
+    if len(numbers) != 2:
+        raise UserError(f"{option} expected {expected}, got {value!r}")
+    from symrnn.codegen.lower import Options
+
+    try:
+        Options(tbptt=numbers)
+    except SpecError as err:
+        raise UserError(f"{option} {value}: {err}") from None
+    return numbers
+
+
+def require_codegen_cell(spec: Spec) -> None:
+    """Refuse cells the code generator does not handle, naming the cell given."""
+    if spec.cell != "elman":
+        raise UserError(f"code generation supports cell 'elman' only, got cell {spec.cell!r} "
+                        f"(its derivation exists: `symrnn derive --cell {spec.cell}`)")
 
 
 def describe_spec(spec: Spec) -> str:

@@ -6,25 +6,29 @@ import json
 
 import click
 
-from symrnn.cli.app import cli
 from symrnn.cli.common import T_option, spec_options
-from symrnn.engine.derive import derive as derive_spec
-from symrnn.render.describe import derivation_dict, recurrence_latex, recurrence_text, unrolled_text
-from symrnn.render.printing import Notation
-from symrnn.spec import check_T
+from symrnn.cli.io import MAX_T_SYMBOLIC
 
 
-@cli.command("derive")
+@click.command("derive")
 @spec_options
-@T_option(help="Also derive the unrolled matrix-form gradients for this T.")
+@T_option(help="Also derive the unrolled matrix-form gradients for this T.",
+          max_T=MAX_T_SYMBOLIC)
 @click.option("--format", "fmt", type=click.Choice(["text", "latex", "json"]), default="text",
               show_default=True)
 @click.option("--aliases", is_flag=True, help="Print W, U, b, V, c instead of W_hh, W_xh, ...")
 def derive_command(spec, T, fmt, aliases) -> None:
     """Derive BPTT for a spec: the rolled recurrence, valid for every T."""
+    from symrnn.engine.derive import derive as derive_spec
+    from symrnn.render.describe import (
+        derivation_dict,
+        recurrence_latex,
+        recurrence_text,
+        unrolled_text,
+    )
+    from symrnn.render.printing import Notation
+
     notation = Notation(aliases=aliases)
-    if T is not None:
-        T = check_T(T)
     derivation = derive_spec(spec)
     if fmt == "json":
         click.echo(json.dumps(derivation_dict(derivation, T, notation), indent=2))

@@ -5,13 +5,24 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import click
 from click.core import ParameterSource
 
-from symrnn.cli.app import cli
 from symrnn.cli.common import T_option, UserError, spec_options
+from symrnn.cli.io import (
+    MAX_GFLOP,
+    MAX_SEEDS,
+    PLOT_FORMATS,
+    POSITIVE_FINITE,
+    InputFile,
+    OutputFile,
+    cap,
+    check_memory,
+    check_work,
+    regimes_bytes,
+    regimes_flops,
+)
 from symrnn.regimes.families import FAMILIES
 from symrnn.regimes.format import (
     activation_table,
@@ -21,7 +32,6 @@ from symrnn.regimes.format import (
     sweep_table,
 )
 from symrnn.regimes.network import INPUT_SCALE, default_hidden, regime_spec
-from symrnn.regimes.plot import plot_runs, plot_sweep
 from symrnn.regimes.sweep import (
     DEFAULT_FAMILY,
     DEFAULT_RADII,
@@ -32,7 +42,7 @@ from symrnn.regimes.sweep import (
     sweep,
 )
 from symrnn.regimes.weights import weights_runs
-from symrnn.spec import check_T
+from symrnn.render.files import atomic_path, atomic_write_text
 
 
 def _radii(text: str) -> tuple[float, ...]:
@@ -41,7 +51,8 @@ def _radii(text: str) -> tuple[float, ...]:
     except ValueError:
         values = ()
     if not values or any(not (v > 0 and v < float("inf")) for v in values):
-        raise UserError(f"--radii expects comma-separated positive numbers, got {text!r}")
+        raise UserError("--radii expects comma-separated positive numbers (finite, > 0), "
+                        f"got {text!r}")
     return values
 
 
@@ -58,33 +69,45 @@ def _bar(jobs: Iterator) -> Iterator:
         yield from items
 
 
-@cli.command("regimes")
+@click.command("regimes")
 @spec_options
 @T_option(default=DEFAULT_T)
 @click.option("--family", type=click.Choice(list(FAMILIES)), default=DEFAULT_FAMILY,
               show_default=True, help="How W_hh is drawn for each radius.")
 @click.option("--radii", default=",".join(f"{r:g}" for r in DEFAULT_RADII), show_default=True,
-              help="Spectral radii, comma-separated.")
+              help="Spectral radii, comma-separated (finite, > 0).")
 @click.option("--seeds", type=click.IntRange(min=1), default=DEFAULT_SEEDS, show_default=True)
-@click.option("--json", "json_file", type=click.Path(dir_okay=False),
+@click.option("--max-seeds", type=click.IntRange(min=1), default=MAX_SEEDS, show_default=True,
+              help="Refuse --seeds above this.")
+@click.option("--json", "json_file", type=OutputFile(),
               help="Write the rows as JSON to FILE.")
-@click.option("--plot", "plot_file", type=click.Path(dir_okay=False),
-              help="Write log‖∂L/∂h_k‖ against lag to FILE.png.")
-@click.option("--clip", type=click.FloatRange(min=0, min_open=True),
-              help="Show gradient-norm clipping at threshold G.")
-@click.option("--weights", "weights_file", type=click.Path(dir_okay=False),
+@click.option("--plot", "plot_file", type=OutputFile(PLOT_FORMATS),
+              help="Write log‖∂L/∂h_k‖ against lag to FILE.png (or .pdf, .svg, ...).")
+@click.option("--clip", type=POSITIVE_FINITE,
+              help="Show gradient-norm clipping at threshold G (finite, > 0).")
+@click.option("--weights", "weights_file", type=InputFile("weights file"),
               help="Analyse a saved network (.npz or torch state_dict) instead of a family.")
-@click.option("--input-scale", type=click.FloatRange(min=0, min_open=True),
-              default=INPUT_SCALE, show_default=True, help="Inputs x_t ~ N(0, scale²).")
+@click.option("--input-scale", type=POSITIVE_FINITE,
+              default=INPUT_SCALE, show_default=True,
+              help="Inputs x_t ~ N(0, scale²) (finite, > 0).")
 @click.option("--compare-activations", "compare", is_flag=True,
               help="Elman's four activations on the same W_hh (first radius) and inputs.")
-def regimes_command(spec, T, family, radii, seeds, json_file, plot_file, clip, weights_file,
-                    input_scale, compare) -> None:
+@click.option("--max-gflop", type=click.IntRange(min=1), default=MAX_GFLOP, show_default=True,
+              help="Refuse a sweep whose estimated work exceeds this many GFLOP.")
+def regimes_command(spec, T, family, radii, seeds, max_seeds, json_file, plot_file, clip,
+                    weights_file, input_scale, compare, max_gflop) -> None:
     """Predict vanishing/exploding gradients from W_hh's spectrum; measure; compare."""
-    T = check_T(T)
     radii = _radii(radii)
+    cap("seeds", seeds, max_seeds, "--max-seeds")
     if compare and weights_file:
         raise UserError("--compare-activations works on a --family, not on --weights")
+    if not weights_file:
+        H = _hidden_size(spec)  # noqa: N806
+        D, O = (v if isinstance(v, int) else 1 for v in (spec.input_size, spec.output_size))  # noqa: E741,N806
+        runs = len(radii) * seeds + (4 if compare else 0)
+        what = f"regimes at T={T}, H={H}, {len(radii)} radii x {seeds} seeds"
+        check_memory(regimes_bytes(H, D, O, T, runs), what)
+        check_work(regimes_flops(H, T, runs) * (2 if clip is not None else 1), max_gflop, what)
     if weights_file:
         rspec, notes, runs = weights_runs(weights_file, spec, T, seeds, clip=clip,
                                           input_scale=input_scale)
@@ -109,11 +132,14 @@ def regimes_command(spec, T, family, radii, seeds, json_file, plot_file, clip, w
     if json_file:
         meta = {"family": family, "T": T, "seeds": seeds, "input_scale": input_scale,
                 "spec": rspec.to_dict()}
-        Path(json_file).write_text(json.dumps(rows_json(runs, **meta), indent=1) + "\n")
+        atomic_write_text(json_file, json.dumps(rows_json(runs, **meta), indent=1) + "\n")
         click.echo(f"rows written to {json_file}")
     if plot_file:
-        if compare:
-            plot_runs(runs, [r.row.activation for r in runs], plot_file, title)
-        else:
-            plot_sweep(runs, plot_file, title)
+        from symrnn.regimes.plot import plot_runs, plot_sweep
+
+        with atomic_path(plot_file) as part:
+            if compare:
+                plot_runs(runs, [r.row.activation for r in runs], part, title)
+            else:
+                plot_sweep(runs, part, title)
         click.echo(f"plot written to {plot_file}")

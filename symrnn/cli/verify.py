@@ -6,32 +6,60 @@ import json
 
 import click
 
-from symrnn.checks.verify import TOLERANCES, verify
-from symrnn.cli.app import cli
-from symrnn.cli.codegen import parse_tbptt
-from symrnn.cli.common import T_option, describe_spec, spec_options
-from symrnn.codegen import BACKENDS
+from symrnn.cli.common import (
+    T_option,
+    describe_spec,
+    parse_tbptt,
+    require_codegen_cell,
+    spec_options,
+)
+from symrnn.cli.io import (
+    MAX_BATCH,
+    MAX_GFLOP,
+    POSITIVE_FINITE,
+    SEED,
+    cap,
+    check_memory,
+    check_work,
+    verify_bytes,
+    verify_flops,
+)
+
+BACKEND_NAMES = ("numpy", "torch")
+DTYPES = ("float32", "float64")
 
 
-@cli.command("verify")
+@click.command("verify")
 @spec_options
-@click.option("--backend", type=click.Choice(sorted(BACKENDS)), default="numpy",
+@click.option("--backend", type=click.Choice(BACKEND_NAMES), default="numpy",
               show_default=True)
 @T_option(default=20)
-@click.option("--batch", type=int, default=5, show_default=True)
-@click.option("--dtype", type=click.Choice(sorted(TOLERANCES)), default="float64",
-              show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--batch", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--max-batch", type=click.IntRange(min=1), default=MAX_BATCH, show_default=True,
+              help="Refuse --batch above this.")
+@click.option("--dtype", type=click.Choice(DTYPES), default="float64", show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--tbptt", help="Check truncated BPTT k1,k2 against the detach pattern.")
-@click.option("--clip", type=float)
-@click.option("--clip-value", type=float)
+@click.option("--clip", type=POSITIVE_FINITE, help="Global-norm clipping threshold (> 0).")
+@click.option("--clip-value", type=POSITIVE_FINITE, help="Elementwise clipping value (> 0).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def verify_command(spec, backend, T, batch, dtype, seed, tbptt, clip, clip_value,
-                   as_json) -> None:
+@click.option("--max-gflop", type=click.IntRange(min=1), default=MAX_GFLOP, show_default=True,
+              help="Refuse a run whose estimated work exceeds this many GFLOP.")
+def verify_command(spec, backend, T, batch, max_batch, dtype, seed, tbptt, clip, clip_value,
+                   as_json, max_gflop) -> None:
     """Largest relative errors per parameter; exit 1 on a mismatch."""
-    report = verify(spec, backend, T=T, batch=batch, dtype=dtype, seed=seed,
-                    tbptt=parse_tbptt(tbptt), clip=clip, clip_value=clip_value,
-                    raise_exception=False)
+    cap("batch", batch, max_batch, "--max-batch")
+    window = parse_tbptt(tbptt)
+    require_codegen_cell(spec)
+    if spec.is_concrete:
+        sizes = (spec.hidden_size, spec.input_size, spec.output_size)
+        what = f"verify at T={T}, batch={batch}, H={spec.hidden_size}"
+        check_memory(verify_bytes(*sizes, T, batch), what)
+        check_work(verify_flops(*sizes, T, batch), max_gflop, what)
+    from symrnn.checks.verify import TOLERANCES, verify
+
+    report = verify(spec, backend, T=T, batch=batch, dtype=dtype, seed=seed, tbptt=window,
+                    clip=clip, clip_value=clip_value, raise_exception=False)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:

@@ -31,6 +31,7 @@ from symrnn.codegen.emit import emit
 from symrnn.codegen.lower import Options, lower
 from symrnn.codegen.passes import PASSES
 from symrnn.codegen.printer import BACKENDS, backend
+from symrnn.render.files import atomic_write_text
 from symrnn.spec import Spec
 
 __all__ = ["generate", "compile", "cache_dir", "Options", "BACKENDS", "DEFAULT_PASSES"]
@@ -93,13 +94,13 @@ def compile(spec: Spec, backend: str = "numpy", tbptt: tuple[int, int] | None = 
     source = generate(spec, backend, tbptt, clip, clip_value=clip_value, passes=passes)
     digest = hashlib.sha256(source.encode()).hexdigest()[:16]
     name = f"symrnn_gen_{backend}_{digest}"
-    folder = cache_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.py"
-    if not path.exists() or path.read_text() != source:
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(source)
-        tmp.replace(path)
+    path = cache_dir() / f"{name}.py"
+    try:
+        current = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        current = None
+    if current != source:
+        atomic_write_text(path, source)  # a unique temporary name: safe across threads
     if name in sys.modules:
         return sys.modules[name]
     loader_spec = importlib.util.spec_from_file_location(name, path)

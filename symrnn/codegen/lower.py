@@ -10,6 +10,7 @@ rule table gives a wrong recurrence and so wrong generated code.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from symrnn.codegen import ir
@@ -42,8 +43,9 @@ class Options:
                 )
         for name in ("clip", "clip_value"):
             value = getattr(self, name)
-            if value is not None and not (isinstance(value, (int, float)) and value > 0):
-                raise SpecError(f"{name} expected a positive number, got {value!r}")
+            if value is not None and not (isinstance(value, (int, float))
+                                          and math.isfinite(value) and value > 0):
+                raise SpecError(f"{name} expected a finite number > 0, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ def check_supported(spec: Spec) -> None:
     if spec.cell != "elman":
         raise SpecError(
             f"code generation supports cell 'elman' only, got cell {spec.cell!r} "
-            "(its derivation exists: `symrnn derive --cell lstm`)"
+            f"(its derivation exists: `symrnn derive --cell {spec.cell}`)"
         )
     if not spec.is_concrete:
         raise SpecError(

@@ -13,6 +13,7 @@ from typing import Any
 
 from sympy import Symbol
 
+from symrnn.engine.cells import ALIASES
 from symrnn.engine.derive import Derivation, Recurrence, Unrolled
 from symrnn.engine.expr import at_time
 from symrnn.engine.graph import Program
@@ -81,8 +82,9 @@ def recurrence_text(rec: Recurrence, notation: Notation = PLAIN) -> str:
     lines += [f"  {k} = {v}" for k, v in d["adjoint"].items()]
     lines += [f"  {k} = {v}" for k, v in d["boundary"].items()]
     lines.append("parameter gradients:")
+    alias = {v: k for k, v in ALIASES.items()} if notation.aliases else {}
     for name, summand in rec.gradients.items():
-        lines.append(f"  dL/d{name} = {_sum_text(rec, name, summand, notation)}")
+        lines.append(f"  dL/d{alias.get(name, name)} = {_sum_text(rec, name, summand, notation)}")
     for name, expr in d["initial_state"].items():
         lines.append(f"  dL/d{name} = {expr}")
     return "\n".join(lines)
@@ -116,7 +118,8 @@ def unrolled_text(u: Unrolled, notation: Notation = PLAIN) -> str:
     d = unrolled_dict(u, notation)
     lines = [f"unrolled gradients, T = {d['T']}:"]
     lines += [f"  {k} = {v}" for k, v in d["adjoints"].items()]
-    lines += [f"  dL/d{k} = {v}" for k, v in d["gradients"].items()]
+    alias = {v: k for k, v in ALIASES.items()} if notation.aliases else {}
+    lines += [f"  dL/d{alias.get(k, k)} = {v}" for k, v in d["gradients"].items()]
     return "\n".join(lines)
 
 
