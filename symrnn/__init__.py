@@ -2,19 +2,16 @@
 
 The public names are imported on first use (``symrnn.derive``,
 ``from symrnn import Spec``), so ``import symrnn`` and ``symrnn --help`` load
-neither SymPy, torch nor matplotlib.  When the engine's
-``symrnn.engine.derive`` is first imported, by any route,
-:mod:`symrnn.render.latex` is imported right after it and registers
-``_repr_latex_`` on :class:`Derivation`, :class:`Recurrence` and
-:class:`Unrolled` (the engine never imports its renderer).
+neither SymPy, torch nor matplotlib.  Resolving an engine name also imports
+:mod:`symrnn.render.latex`, which registers ``_repr_latex_`` on
+:class:`Derivation`, :class:`Recurrence` and :class:`Unrolled` for notebooks
+(the engine never imports its renderer; code that imports
+``symrnn.engine.derive`` directly imports ``symrnn.render.latex`` for that).
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.abc
-import importlib.machinery
-import sys
 
 from symrnn.errors import FormulaError, MissingRuleError, ShapeError, SpecError, SymrnnError
 from symrnn.version import __version__
@@ -51,7 +48,6 @@ __all__ = [
     "unroll",
 ]
 
-_ENGINE = "symrnn.engine.derive"
 _RENDERER = "symrnn.render.latex"
 
 
@@ -59,37 +55,11 @@ def __getattr__(name: str):
     if name not in _LAZY:
         raise AttributeError(f"module 'symrnn' has no attribute {name!r}")
     value = getattr(importlib.import_module(_LAZY[name]), name)
+    if _LAZY[name].startswith("symrnn.engine."):
+        importlib.import_module(_RENDERER)  # notebook rendering of the results
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
-
-
-class _RegisterReprLatex(importlib.abc.MetaPathFinder):
-    """Import the LaTeX renderer right after the engine's derive module (one shot)."""
-
-    def find_spec(self, fullname, path, target=None):
-        if fullname != _ENGINE:
-            return None
-        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
-        if spec is None or spec.loader is None:
-            return spec
-        loader = spec.loader
-        exec_module = loader.exec_module
-
-        def exec_then_register(module):
-            exec_module(module)
-            if self in sys.meta_path:
-                sys.meta_path.remove(self)
-            importlib.import_module(_RENDERER)
-
-        loader.exec_module = exec_then_register
-        return spec
-
-
-if _ENGINE in sys.modules:  # pragma: no cover - imported before the package root finished
-    importlib.import_module(_RENDERER)
-elif not any(isinstance(f, _RegisterReprLatex) for f in sys.meta_path):
-    sys.meta_path.insert(0, _RegisterReprLatex())

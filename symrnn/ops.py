@@ -181,11 +181,11 @@ class _Text:
 
     @staticmethod
     def sub(a, b):
-        return "-" + b if a == "0" else f"({a} - {b})"
+        return f"({a} - {b})"
 
     @staticmethod
     def mul(a, b):
-        return "0" if 0 in (a, b) else f"{a}*{b}"
+        return f"{a}*{b}"
 
     @staticmethod
     def neg(a):

@@ -58,9 +58,10 @@ def test_help_imports_no_command_module_and_no_sympy():
 
 
 def test_import_symrnn_is_light():
-    out = subprocess.run([sys.executable, "-c", "import sys, symrnn; print(sorted(sys.modules))"],
+    code = "import json, sys, symrnn; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code],
                          capture_output=True, text=True, timeout=120, check=True)
-    loaded = set(eval(out.stdout))  # noqa: S307 - our own repr of a list of names
+    loaded = set(json.loads(out.stdout))
     assert not _heavy(loaded) and "sympy" not in loaded
 
 
@@ -69,7 +70,11 @@ def test_lazy_names_resolve_and_register_repr_latex():
 
     for name in symrnn.__all__:
         assert getattr(symrnn, name) is not None
-    assert hasattr(symrnn.Derivation, "_repr_latex_")
+    # a fresh process, the notebook route: nothing but the package root imported
+    code = "import symrnn; print(symrnn.derive(symrnn.DEFAULT_SPEC)._repr_latex_()[:17])"
+    out = subprocess.run([sys.executable, "-c", code],
+                         capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "$$\\begin{aligned}"
 
 
 def test_lazy_table_matches_the_commands():

@@ -63,7 +63,6 @@ __all__ = [
     "parameter_shapes",
 ]
 
-_GATES = {"elman": "", "lstm": "ifog", "gru": "ru"}
 STATES = {"elman": ("h",), "lstm": ("h", "c"), "gru": ("h",)}
 
 
@@ -79,18 +78,26 @@ def _entries(name: str, rows: int, cols: int = 1) -> Matrix:
     return Matrix(rows, cols, lambda i, j: Symbol(f"{name}[{i},{j}]", real=True))
 
 
+def _gates(gates: str, H: int, D: int) -> dict[str, tuple[int, int]]:
+    out: dict[str, tuple[int, int]] = {}
+    for g in gates:
+        out |= {f"W_h{g}": (H, H), f"W_x{g}": (H, D), f"b_{g}": (H, 1)}
+    return out
+
+
+_CELL_PARAMETERS = {
+    "elman": lambda H, D: {"W_hh": (H, H), "W_xh": (H, D), "b_h": (H, 1)},
+    "lstm": lambda H, D: _gates("ifog", H, D),
+    "gru": lambda H, D: _gates("ru", H, D) | {"W_hn": (H, H), "W_xn": (H, D), "b_n": (H, 1),
+                                              "b_hn": (H, 1)},
+}
+"""Each textbook cell's parameters (the engine's names, which the spec shares)."""
+
+
 def parameter_shapes(spec: Spec) -> dict[str, tuple[int, int]]:
     """Parameter name → (rows, cols), in the engine's naming (biases dropped if off)."""
     H, D, O = spec.hidden_size, spec.input_size, spec.output_size  # noqa: E741
-    shapes: dict[str, tuple[int, int]] = {}
-    if spec.cell == "elman":
-        shapes |= {"W_hh": (H, H), "W_xh": (H, D), "b_h": (H, 1)}
-    else:
-        for g in _GATES[spec.cell]:
-            shapes |= {f"W_h{g}": (H, H), f"W_x{g}": (H, D), f"b_{g}": (H, 1)}
-        if spec.cell == "gru":
-            shapes |= {"W_hn": (H, H), "W_xn": (H, D), "b_n": (H, 1), "b_hn": (H, 1)}
-    shapes |= {"W_hy": (O, H), "b_y": (O, 1)}
+    shapes = _CELL_PARAMETERS[spec.cell](H, D) | {"W_hy": (O, H), "b_y": (O, 1)}
     return {k: v for k, v in shapes.items() if spec.bias or not k.startswith("b_")}
 
 

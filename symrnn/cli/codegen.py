@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from symrnn.cli.common import parse_tbptt, require_codegen_cell, spec_options
+from symrnn.cli.common import parse_tbptt, spec_options
 from symrnn.cli.io import POSITIVE_FINITE, OutputFile
 from symrnn.codegen import BACKENDS, generate
 from symrnn.render.files import atomic_write_text
@@ -26,7 +26,6 @@ __all__ = ["codegen_command", "parse_tbptt"]
 def codegen_command(spec, backend, tbptt, clip, clip_value, output) -> None:
     """Generate a BPTT module (forward, backward, loss_and_grad) from the derivation."""
     window = parse_tbptt(tbptt)
-    require_codegen_cell(spec)
     source = generate(spec, backend, window, clip, clip_value=clip_value)
     if output is not None:
         atomic_write_text(output, source)

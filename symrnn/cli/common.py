@@ -13,7 +13,7 @@ from symrnn.errors import SpecError
 from symrnn.spec import Spec, load_spec
 
 __all__ = ["SymrnnGroup", "UserError", "spec_options", "T_option", "fail", "parse_tbptt",
-           "require_codegen_cell", "describe_spec"]
+           "describe_spec"]
 
 
 def fail(message: str) -> UserError:
@@ -96,12 +96,6 @@ def parse_tbptt(value: str | None, option: str = "--tbptt", *,
         raise UserError(f"{option} {value}: {err}") from None
     return numbers
 
-
-def require_codegen_cell(spec: Spec) -> None:
-    """Refuse cells the code generator does not handle, naming the cell given."""
-    if spec.cell != "elman":
-        raise UserError(f"code generation supports cell 'elman' only, got cell {spec.cell!r} "
-                        f"(its derivation exists: `symrnn derive --cell {spec.cell}`)")
 
 
 def describe_spec(spec: Spec) -> str:

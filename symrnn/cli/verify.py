@@ -10,7 +10,6 @@ from symrnn.cli.common import (
     T_option,
     describe_spec,
     parse_tbptt,
-    require_codegen_cell,
     spec_options,
 )
 from symrnn.cli.io import (
@@ -50,7 +49,9 @@ def verify_command(spec, backend, T, batch, max_batch, dtype, seed, tbptt, clip,
     """Largest relative errors per parameter; exit 1 on a mismatch."""
     cap("batch", batch, max_batch, "--max-batch")
     window = parse_tbptt(tbptt)
-    require_codegen_cell(spec)
+    from symrnn.codegen.lower import check_supported
+
+    check_supported(spec)  # the code generator's own rule, before any work
     if spec.is_concrete:
         sizes = (spec.hidden_size, spec.input_size, spec.output_size)
         what = f"verify at T={T}, batch={batch}, H={spec.hidden_size}"

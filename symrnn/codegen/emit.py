@@ -136,36 +136,34 @@ def loss_and_grad(params, x, y, h0=None, *, check_finite=False):
 {errstate_doc}    """
 {body}'''
 
-_NUMPY_BODY = '''    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        loss, cache = forward(params, x, y, h0)
-        if check_finite:
-            _check_forward_finite(loss, cache)
-        grads = backward(params, cache)
-    if check_finite:
+_FORWARD_BACKWARD = """loss, cache = forward(params, x, y, h0)
+if check_finite:
+    _check_forward_finite(loss, cache)
+grads = backward(params, cache)
+"""
+_CHECK_GRADS = """    if check_finite:
         _check_grads_finite(grads)
     return loss, grads
-'''
+"""
 
 _NUMPY_ERRSTATE_DOC = (
     "    NumPy's overflow/invalid warnings are silenced here either way: an overflow\n"
     "    is an inf/NaN in the result (check it, or pass check_finite=True).\n")
 
-_TORCH_BODY = '''    loss, cache = forward(params, x, y, h0)
-    if check_finite:
-        _check_forward_finite(loss, cache)
-    grads = backward(params, cache)
-    if check_finite:
-        _check_grads_finite(grads)
-    return loss, grads
-'''
+
+def _indent(text: str, spaces: int) -> str:
+    return "".join(" " * spaces + line for line in text.splitlines(keepends=True))
 
 
 def _loss_and_grad(target: Backend) -> str:
+    """loss_and_grad: the same passes; NumPy runs them under np.errstate."""
     if target.name == "torch":
-        return _LOSS_AND_GRAD.format(isfinite="torch.isfinite", errstate_doc="",
-                                     body=_TORCH_BODY)
+        body = _indent(_FORWARD_BACKWARD, 4) + _CHECK_GRADS
+        return _LOSS_AND_GRAD.format(isfinite="torch.isfinite", errstate_doc="", body=body)
+    body = ('    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):\n'
+            + _indent(_FORWARD_BACKWARD, 8) + _CHECK_GRADS)
     return _LOSS_AND_GRAD.format(isfinite="np.isfinite", errstate_doc=_NUMPY_ERRSTATE_DOC,
-                                 body=_NUMPY_BODY)
+                                 body=body)
 
 
 def _fit(line: str, width: int = 96) -> str:

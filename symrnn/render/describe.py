@@ -16,7 +16,6 @@ from sympy import Symbol
 from symrnn.engine.cells import ALIASES
 from symrnn.engine.derive import Derivation, Recurrence, Unrolled
 from symrnn.engine.expr import at_time
-from symrnn.engine.graph import Program
 from symrnn.render.printing import PLAIN, Notation, latex, symbol_latex, text
 
 T_LAST = Symbol("T", integer=True, positive=True)
@@ -28,8 +27,6 @@ __all__ = [
     "unrolled_dict",
     "unrolled_text",
     "derivation_dict",
-    "program_text",
-    "program_latex",
 ]
 
 
@@ -140,18 +137,3 @@ def derivation_dict(
     if T is not None:
         out["unrolled"] = unrolled_dict(derivation.unrolled(T), notation)
     return out
-
-
-def program_text(program: Program) -> str:
-    """The unrolled forward pass, one equation a line."""
-    lines = [f"unrolled {program.spec.cell} RNN, T = {program.T}"]
-    lines += [f"  {eq.lhs} = {text(eq.rhs)}" for eq in program.equations]
-    lines.append("  L = " + " + ".join(str(s) for s in program.losses))
-    return "\n".join(lines)
-
-
-def program_latex(program: Program) -> str:
-    """The unrolled forward pass as an ``aligned`` block."""
-    rows = [rf"{latex(eq.lhs)} &= {latex(eq.rhs)}" for eq in program.equations]
-    rows.append("L &= " + " + ".join(latex(s) for s in program.losses))
-    return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"

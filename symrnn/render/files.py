@@ -40,6 +40,23 @@ def _reason(err: OSError) -> str:
     return err.strerror or str(err)
 
 
+@contextlib.contextmanager
+def _reported(what: str) -> Iterator[None]:
+    """An OSError in the block becomes OutputError "cannot write WHAT: reason"."""
+    try:
+        yield
+    except OutputError:
+        raise
+    except OSError as err:
+        raise OutputError(f"cannot write {what}: {_reason(err)}") from None
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
 def ensure_folder(folder: Path) -> Path:
     """Create ``folder`` (and its parents); OutputError naming the path when impossible."""
     folder = Path(folder)
@@ -62,21 +79,16 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     if path.exists() and not path.is_file():
         raise OutputError(f"cannot write {str(path)!r}: not a regular file (it is not replaced)")
     ensure_folder(path.parent)
-    try:
+    with _reported(repr(str(path))):
         fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}",
                                     dir=path.parent)
-    except OSError as err:
-        raise OutputError(f"cannot write {str(path)!r}: {_reason(err)}") from None
     os.close(fd)
     tmp = Path(name)
     try:
-        yield tmp
-        _keep_mode(tmp, path)
-        os.replace(tmp, path)
-    except OSError as err:
-        if isinstance(err, OutputError):
-            raise
-        raise OutputError(f"cannot write {str(path)!r}: {_reason(err)}") from None
+        with _reported(repr(str(path))):
+            yield tmp
+            _keep_mode(tmp, path)
+            os.replace(tmp, path)
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()
@@ -87,9 +99,7 @@ def _keep_mode(tmp: Path, path: Path) -> None:
     try:
         mode = path.stat().st_mode & 0o777
     except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
+        mode = 0o666 & ~_umask()
     with contextlib.suppress(OSError):
         os.chmod(tmp, mode)
 
@@ -149,26 +159,20 @@ def atomic_folder(folder: str | Path) -> Iterator[Path]:
     exists = folder.is_dir()
     parent = folder if exists else folder.parent
     ensure_folder(parent)
-    try:
+    what = f"folder {str(folder)!r}"
+    with _reported(what):
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name or 'out'}.tmp-", dir=parent))
-    except OSError as err:
-        raise OutputError(f"cannot write folder {str(folder)!r}: {_reason(err)}") from None
     try:
-        yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)
-        if exists:
-            clashes = _clashes(tmp, folder)
-            if clashes:
-                raise OutputError(f"cannot write {str(clashes[0])!r}: a folder or special "
-                                  "file of that name is in the way; nothing was written")
-            _move_into(tmp, folder)
-        else:
-            os.replace(tmp, folder)
-    except OSError as err:
-        if isinstance(err, OutputError):
-            raise
-        raise OutputError(f"cannot write folder {str(folder)!r}: {_reason(err)}") from None
+        with _reported(what):
+            yield tmp
+            os.chmod(tmp, 0o777 & ~_umask())
+            if exists:
+                clashes = _clashes(tmp, folder)
+                if clashes:
+                    raise OutputError(f"cannot write {str(clashes[0])!r}: a folder or special "
+                                      "file of that name is in the way; nothing was written")
+                _move_into(tmp, folder)
+            else:
+                os.replace(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
