@@ -14,6 +14,16 @@ Loss conventions (column vectors, one sequence):
   probability vectors (one-hot class labels in practice); needs the
   ``softmax`` head.
 
+Cells: ``elman`` (h_t = f(W_hh h_{t-1} + W_xh x_t + b_h)); ``lstm`` (gates i, f, g, o,
+no peepholes); ``gru`` (reset applied after the recurrent product, as torch.nn.GRU and
+cuDNN: n = tanh(W_xn x + b_n + r ⊙ (W_hn h + b_hn))); ``gru_v1`` (reset applied before
+it, as Cho et al. 2014 and TensorFlow's GRUBlockCell: n = tanh(W_xn x + W_hn (r ⊙ h) +
+b_n)).  Both GRUs keep h_t = (1 − u_t) ⊙ n_t + u_t ⊙ h_{t-1} (u is torch's z).
+
+Layouts: ``notes`` (one bias per gate, per-gate parameter names) or ``torch`` (two biases
+per gate, and generated code takes torch's stacked weight_ih, weight_hh, bias_ih,
+bias_hh; see :attr:`symrnn.engine.cells.CellDef.stacks`).
+
 Topologies: ``many_to_many`` puts a loss at every step, ``many_to_one`` at
 the last step only.
 """
@@ -39,11 +49,13 @@ __all__ = [
     "HEADS",
     "LOSSES",
     "TOPOLOGIES",
+    "LAYOUTS",
     "check_T",
     "load_spec",
 ]
 
-CELLS = ("elman", "lstm", "gru")
+CELLS = ("elman", "lstm", "gru", "gru_v1")
+LAYOUTS = ("notes", "torch")
 HEADS = ("identity", "sigmoid", "softmax")
 LOSSES = ("mse", "cross_entropy")
 TOPOLOGIES = ("many_to_many", "many_to_one")
@@ -55,6 +67,7 @@ _CHOICES = {
     "head": HEADS,
     "loss": LOSSES,
     "topology": TOPOLOGIES,
+    "layout": LAYOUTS,
 }
 _SIZES = ("hidden_size", "input_size", "output_size")
 
@@ -77,6 +90,10 @@ class Spec:
     input_size: Size = 2
     output_size: Size = 2
     bias: bool = True
+    layout: str = "notes"
+    """'notes': one bias per gate (b_h, b_i, ...); 'torch': two per gate (b_x*, b_h*), as
+    torch.nn.RNN/LSTM/GRU store bias_ih and bias_hh, and generated modules take torch's
+    stacked parameters weight_ih, weight_hh, bias_ih, bias_hh."""
 
     def __post_init__(self) -> None:
         for field, allowed in _CHOICES.items():

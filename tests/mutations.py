@@ -28,6 +28,9 @@ rolled-carry-dropped               Recurrence: δ_t lacks J_{t+1}ᵀ δ_{t+1}
 elman-forward-extra-term           a_t = W_hh h_{t−1} + W_xh x_t + b_h + h_{t−1}
 lstm-forget-gate-tanh              f_t = tanh(...) instead of σ(...)
 gru-reset-gate-inside-matmul       n_t = tanh(W_xn x + b_n + W_hn (r⊙h) + b_hn)
+gru-v1-reset-after-product         GRU v1: n_t = tanh(W_xn x + b_n + r⊙(W_hn h))
+gru-v1-candidate-update-gate       GRU v1: n_t = tanh(W_hn (u⊙h) + W_xn x + b_n)
+torch-layout-recurrent-bias-lost   layout torch: affine drops b_h{g} (b_x{g} only)
 =================================  ==========================================
 """
 
@@ -197,6 +200,32 @@ def _gru_reset_inside(b) -> None:
     b.let("h", add(hadamard(sub(ones_like(u), u), n), hadamard(u, h)))
 
 
+def _gru_v1_reset_after(b) -> None:
+    h = b.prev["h"]
+    r = b.let("r", b.f("sigmoid", b.affine("r", h)))
+    u = b.let("u", b.f("sigmoid", b.affine("u", h)))
+    recurrent = hadamard(r, matmul(b.p("W_hn"), h))  # the break: torch's order in Cho's cell
+    n = b.let("n", b.f("tanh", add(matmul(b.p("W_xn"), b.x), b.input_bias("n"), recurrent)))
+    b.let("h", add(hadamard(sub(ones_like(u), u), n), hadamard(u, h)))
+
+
+def _gru_v1_candidate_update_gate(b) -> None:
+    h = b.prev["h"]
+    b.let("r", b.f("sigmoid", b.affine("r", h)))
+    u = b.let("u", b.f("sigmoid", b.affine("u", h)))
+    n = b.let("n", b.f("tanh", b.affine("n", hadamard(u, h))))  # the break: u where r belongs
+    b.let("h", add(hadamard(sub(ones_like(u), u), n), hadamard(u, h)))
+
+
+def _drop_recurrent_bias(mp) -> None:
+    def affine(self, gate, h_in, x_in=None):
+        return add(matmul(self.p(f"W_h{gate}"), h_in),
+                   matmul(self.p(f"W_x{gate}"), self.x if x_in is None else x_in),
+                   self.input_bias(gate))  # the break: b_h{gate} of the torch layout dropped
+
+    mp.setattr(cells.StepBuilder, "affine", affine)
+
+
 # ----------------------------------------------------------------- the table
 
 _ELMAN = Spec(hidden_size=2, input_size=1, output_size=1)
@@ -283,6 +312,27 @@ MUTATIONS: tuple[Mutation, ...] = (
              _cell("gru", _gru_reset_inside), None,
              Spec(cell="gru", hidden_size=2, input_size=1, output_size=1), T=1,
              expect=(("forward h_1", (1, 0)), ("b_hn", (0, 0)), ("W_hr", (0, 0)))),
+    Mutation("gru-v1-reset-after-product",
+             "GRU v1 step: n_t = tanh(W_xn x + b_n + r*(W_hn h)) (torch's order, not Cho's); "
+             "the same cell at hidden size 1, so hidden 2",
+             _cell("gru_v1", _gru_v1_reset_after), None,
+             Spec(cell="gru_v1", hidden_size=2, input_size=1, output_size=1), T=1,
+             expect=(("forward h_1", (0, 0)), ("forward h_1", (1, 0)), ("W_hr", (0, 1)),
+                     ("W_hn", (1, 0)))),
+    Mutation("gru-v1-candidate-update-gate",
+             "GRU v1 step: n_t = tanh(W_hn (u*h) + W_xn x + b_n) (the update gate where the "
+             "reset belongs)",
+             _cell("gru_v1", _gru_v1_candidate_update_gate), None,
+             Spec(cell="gru_v1", hidden_size=2, input_size=1, output_size=1), T=2,
+             proof="rolled",
+             expect=(("forward h_2", (1, 0)), ("delta_1", (0, 0)), ("b_r", (1, 0)),
+                     ("W_hu", (1, 1)))),
+    Mutation("torch-layout-recurrent-bias-lost",
+             "StepBuilder.affine: b_x{g} only, the torch layout's b_h{g} dropped (LSTM, torch)",
+             _drop_recurrent_bias, None,
+             Spec(cell="lstm", layout="torch", hidden_size=1, input_size=1, output_size=1),
+             expect=(("forward c_1", (0, 0)), ("b_hi", (0, 0)), ("b_ho", (0, 0)),
+                     ("b_xf", (0, 0)))),
 )
 
 RULE_MUTATIONS = tuple(m for m in MUTATIONS if m.rule is not None)

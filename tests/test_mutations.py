@@ -31,11 +31,23 @@ rolled-carry-dropped               elman 2/1/1, 2 rolled delta_1[0], W_hh[0,0], 
 elman-forward-extra-term           elman tanh 2/1/1, 2   forward h_1[0], W_hh[0,0], h_0[0]
 lstm-forget-gate-tanh              lstm 1/1/1, 2         forward c_1[0], W_hf[0,0], b_f[0]
 gru-reset-gate-inside-matmul       gru 2/1/1, 1          forward h_1[1], b_hn[0], W_hr[0,0]
+gru-v1-reset-after-product         gru_v1 2/1/1, 1       forward h_1[0], h_1[1], W_hr[0,1],
+                                                         W_hn[1,0]
+gru-v1-candidate-update-gate       gru_v1 2/1/1, 2       forward h_2[1], delta_1[0], b_r[1],
+                                   rolled                W_hu[1,1]
+torch-layout-recurrent-bias-lost   lstm torch 1/1/1, 2   forward c_1[0], b_hi[0], b_ho[0],
+                                                         b_xf[0]
 =================================  ====================  ==================================
 
-(sizes are hidden/input/output.)  Each mutation also lists parameters it cannot
-reach (``untouched``, e.g. W_hy for an activation derivative, δ_T for the
-dropped carry), which must not be reported.  The engine caches per spec
+(sizes are hidden/input/output.)  Every cell and both layouts have a forward
+mutation (:func:`test_every_cell_and_layout_has_a_forward_mutation`); the two GRUs'
+reset orders coincide at hidden size 1 (r ⊙ (W_hn h) = W_hn (r ⊙ h) for scalars), so
+their mutations use hidden 2, and at hidden 1 the proof passes, as it must
+(:func:`test_reset_order_is_invisible_at_hidden_size_one`).
+
+Each mutation also lists parameters it cannot reach (``untouched``, e.g. W_hy
+for an activation derivative, δ_T for the dropped carry), which must not be
+reported.  The engine caches per spec
 (``symrnn.engine.graph.network`` is an ``lru_cache``) and SymPy memoizes;
 both are cleared before and after every test, after the monkeypatches are
 undone.  :func:`test_unbroken_engine_passes_the_same_proofs` runs each proof
@@ -45,13 +57,13 @@ once without a break, so each failure is the mutation's doing.
 from __future__ import annotations
 
 import pytest
-from mutations import MUTATIONS, Mutation
+from mutations import MUTATIONS, Mutation, by_id
 from sympy.core.cache import clear_cache
 from sympy.matrices.expressions.transpose import Transpose
 
 from symrnn.checks.proof import prove_rolled, prove_unrolled
 from symrnn.engine.graph import network, unroll
-from symrnn.spec import Spec
+from symrnn.spec import CELLS, LAYOUTS, Spec
 
 PROOFS = {"unrolled": prove_unrolled, "rolled": prove_rolled}
 
@@ -108,6 +120,8 @@ def _proof_blind(mutation: Mutation, monkeypatch) -> None:
     for spec in (Spec(hidden_size=2, input_size=1, output_size=2, **kw) for kw in (
             {}, {"activation": "relu"}, {"head": "sigmoid"}, {"head": "softmax"},
             {"head": "softmax", "loss": "cross_entropy"}, {"cell": "lstm"}, {"cell": "gru"},
+            {"cell": "gru_v1"}, {"layout": "torch"}, {"cell": "lstm", "layout": "torch"},
+            {"cell": "gru", "layout": "torch"}, {"cell": "gru_v1", "layout": "torch"},
             {"topology": "many_to_one"}, {"bias": False})):
         for eq in unroll(spec, 2).equations:
             assert not eq.rhs.has(Transpose), (
@@ -139,3 +153,27 @@ def test_every_mutation_names_what_it_expects():
         assert m.proof_blind or m.expect, m.id
         assert m.proof in PROOFS, m.id
     assert len({m.id for m in MUTATIONS}) == len(MUTATIONS)
+
+
+def test_every_cell_and_layout_has_a_forward_mutation():
+    """A wrong forward of each cell (and of each layout) is among the breaks."""
+
+    def forward(m):
+        return not m.proof_blind and any(p.startswith("forward ") for p, _ in m.expect)
+
+    cells = {m.spec.cell for m in MUTATIONS if forward(m)}
+    layouts = {m.spec.layout for m in MUTATIONS if forward(m)}
+    assert cells == set(CELLS) and layouts == set(LAYOUTS), (cells, layouts)
+    gated = [m for m in MUTATIONS if forward(m) and m.spec.cell == "gru_v1"]
+    assert {m.proof for m in gated} == set(PROOFS)
+
+
+def test_reset_order_is_invisible_at_hidden_size_one(monkeypatch):
+    """r ⊙ (W_hn h) = W_hn (r ⊙ h) when h is a scalar: the broken gru_v1 is then the right
+    cell, and the exact proof says so; at hidden 2 it fails."""
+    mutation = by_id("gru-v1-reset-after-product")
+    mutation.apply(monkeypatch)
+    spec = mutation.spec.replace(hidden_size=1)
+    for prove in PROOFS.values():
+        prove(spec, 2).raise_if_failed()
+    assert not prove_unrolled(mutation.spec, 1).ok

@@ -8,10 +8,12 @@ loss) and every entry of every gradient (parameters and ∂L/∂h_0);
 every δ_t, every per-step summand and ∂L/∂h_0.  Every difference must expand
 to exactly 0.
 
-Elman: every activation × head × loss × topology, hidden ∈ {1,2,3},
-input ∈ {1,2}, output ∈ {1,2}, T ∈ {1,2,3,4}.  LSTM and GRU: every valid
-head × loss, both topologies, hidden ∈ {1,2}, input ∈ {1,2}, output ∈ {1,2},
-T ∈ {1,2,3}.
+Elman: every activation × head × loss × topology × layout, hidden ∈ {1,2,3},
+input ∈ {1,2}, output ∈ {1,2}, T ∈ {1,2,3,4}.  LSTM, GRU (torch's, reset after the
+recurrent product) and GRU v1 (Cho's, reset before it): every valid head × loss, both
+topologies, both layouts, hidden ∈ {1,2}, input ∈ {1,2}, output ∈ {1,2}, T ∈ {1,2,3}.
+Layouts: ``notes`` (one bias per gate; the GRU's b_hn besides) and ``torch`` (two
+biases per gate, b_x{g} and b_h{g}); the oracle has its own table of both.
 """
 
 from __future__ import annotations
@@ -25,11 +27,14 @@ import symengine
 from conftest import SPEC_COMBOS, combo_id, combo_spec
 
 import symrnn.checks.oracle
-from symrnn.checks.oracle import ScalarNetwork
+from symrnn.checks import oracle
+from symrnn.checks.oracle import ScalarNetwork, build_network
 from symrnn.checks.proof import prove, prove_rolled, prove_unrolled
 from symrnn.engine import rules
 from symrnn.engine.expr import derivative_from_output, hadamard, matmul
-from symrnn.spec import HEADS, LOSSES, TOPOLOGIES, Spec
+from symrnn.engine.graph import network
+from symrnn.errors import MissingRuleError
+from symrnn.spec import HEADS, LAYOUTS, LOSSES, TOPOLOGIES, Spec
 
 SIZES = list(itertools.product((1, 2, 3), (1, 2), (1, 2)))
 LENGTHS = (1, 2, 3, 4)
@@ -38,23 +43,27 @@ GATED_SIZES = list(itertools.product((1, 2), (1, 2), (1, 2)))
 GATED_LENGTHS = (1, 2, 3)
 HEAD_LOSS = [(h, loss) for h, loss in itertools.product(HEADS, LOSSES)
              if not (loss == "cross_entropy" and h != "softmax")]
-GATED = [(cell, head, loss, topo) for cell in ("lstm", "gru")
+GATED_CELLS = ("lstm", "gru", "gru_v1")
+GATED = [(cell, layout, head, loss, topo) for cell in GATED_CELLS for layout in LAYOUTS
          for (head, loss), topo in itertools.product(HEAD_LOSS, TOPOLOGIES)]
-N_GATES = {"lstm": 4, "gru": 3}
+N_GATES = {"lstm": 4, "gru": 3, "gru_v1": 3}
 
 
-def _cell_entries(cell: str, h: int, d: int, bias: bool = True) -> int:
-    """Entries of the cell's parameters."""
+def _cell_entries(cell: str, h: int, d: int, bias: bool = True, layout: str = "notes") -> int:
+    """Entries of the cell's parameters (counted here, from the equations, not the tables)."""
+    biases = 2 if layout == "torch" else 1  # b_x{g} and b_h{g}, or b_{g}
+    per_gate = h * h + h * d + biases * h * bias
     if cell == "elman":
-        return h * h + h * d + h * bias
-    per_gate = h * h + h * d + h * bias
-    return N_GATES[cell] * per_gate + (h * bias if cell == "gru" else 0)  # GRU: b_hn
+        return per_gate
+    b_hn = h * bias if cell == "gru" and layout == "notes" else 0  # inside r, cannot merge
+    return N_GATES[cell] * per_gate + b_hn
 
 
-def _expected(cell: str, h: int, d: int, o: int, T: int, topo: str, bias: bool = True):
+def _expected(cell: str, h: int, d: int, o: int, T: int, topo: str, bias: bool = True,
+              layout: str = "notes"):
     """(unrolled gradient entries, rolled entries, forward entries) of one case."""
     states = 2 if cell == "lstm" else 1
-    cell_n = _cell_entries(cell, h, d, bias)
+    cell_n = _cell_entries(cell, h, d, bias, layout)
     head_n = o * h + o * bias
     unrolled = cell_n + head_n + states * h
     rolled = T * (states * h + cell_n + head_n) + states * h
@@ -71,15 +80,18 @@ def _prove_both(spec: Spec, T: int) -> tuple[int, int, int]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("combo", SPEC_COMBOS, ids=combo_id)
-def test_elman_unrolled_and_rolled_equal_the_scalar_oracle(combo):
+def test_elman_unrolled_and_rolled_equal_the_scalar_oracle(combo, layout):
     got = [0, 0, 0]
     want = [0, 0, 0]
     for (hidden, inputs, outputs), T in itertools.product(SIZES, LENGTHS):
-        spec = combo_spec(combo, hidden_size=hidden, input_size=inputs, output_size=outputs)
+        spec = combo_spec(combo, hidden_size=hidden, input_size=inputs, output_size=outputs,
+                          layout=layout)
         for k, n in enumerate(_prove_both(spec, T)):
             got[k] += n
-        for k, n in enumerate(_expected("elman", hidden, inputs, outputs, T, spec.topology)):
+        for k, n in enumerate(_expected("elman", hidden, inputs, outputs, T, spec.topology,
+                                        layout=layout)):
             want[k] += n
     assert got == want
 
@@ -87,26 +99,68 @@ def test_elman_unrolled_and_rolled_equal_the_scalar_oracle(combo):
 @pytest.mark.slow
 @pytest.mark.parametrize("case", GATED, ids=lambda c: "-".join(c))
 def test_gated_cells_unrolled_and_rolled_equal_the_scalar_oracle(case):
-    cell, head, loss, topo = case
+    cell, layout, head, loss, topo = case
     for (hidden, inputs, outputs), T in itertools.product(GATED_SIZES, GATED_LENGTHS):
-        spec = Spec(cell=cell, head=head, loss=loss, topology=topo,
+        spec = Spec(cell=cell, head=head, loss=loss, topology=topo, layout=layout,
                     hidden_size=hidden, input_size=inputs, output_size=outputs)
-        assert _prove_both(spec, T) == _expected(cell, hidden, inputs, outputs, T, topo)
+        assert _prove_both(spec, T) == _expected(cell, hidden, inputs, outputs, T, topo,
+                                                 layout=layout)
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_gated_cells_proved_against_their_textbook_equations(cell):
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("cell", GATED_CELLS)
+def test_gated_cells_proved_against_their_textbook_equations(cell, layout):
     """A quick (not slow) instance of the gated proofs: hidden 2, T = 2."""
-    spec = Spec(cell=cell, hidden_size=2, input_size=1, output_size=1)
-    assert _prove_both(spec, 2) == _expected(cell, 2, 1, 1, 2, spec.topology)
+    spec = Spec(cell=cell, layout=layout, hidden_size=2, input_size=1, output_size=1)
+    assert _prove_both(spec, 2) == _expected(cell, 2, 1, 1, 2, spec.topology, layout=layout)
 
 
-@pytest.mark.parametrize("cell", ["elman", "lstm", "gru"])
+def test_elman_torch_layout_is_proved():
+    """A quick instance of the Elman grid with two biases, b_xh and b_hh."""
+    spec = Spec(layout="torch", hidden_size=2, input_size=2, output_size=1)
+    assert _prove_both(spec, 3) == _expected("elman", 2, 2, 1, 3, spec.topology, layout="torch")
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("cell", ["elman", *GATED_CELLS])
 @pytest.mark.parametrize("topology", TOPOLOGIES)
-def test_no_bias_spec_is_proved(cell, topology):
-    spec = Spec(cell=cell, bias=False, hidden_size=2, topology=topology)
+def test_no_bias_spec_is_proved(cell, topology, layout):
+    spec = Spec(cell=cell, bias=False, hidden_size=2, topology=topology, layout=layout)
     T = 3 if cell == "elman" else 2
-    assert _prove_both(spec, T) == _expected(cell, 2, 2, 2, T, topology, bias=False)
+    assert _prove_both(spec, T) == _expected(cell, 2, 2, 2, T, topology, bias=False,
+                                             layout=layout)
+
+
+@pytest.mark.parametrize("cell", ["elman", *GATED_CELLS])
+def test_torch_layout_biases_enter_as_torchs_sum(cell):
+    """With two biases, ∂L/∂b_x{g} = ∂L/∂b_h{g} (they are added), except the GRU's b_hn,
+    which the reset scales: the oracle's equations, not an assumption of the proof."""
+    net = ScalarNetwork(Spec(cell=cell, layout="torch", hidden_size=2, input_size=1,
+                             output_size=1), 2)
+    gates = {"elman": "h", "lstm": "ifgo"}.get(cell, "run")
+    for g in gates:
+        x, h = net.gradient(f"b_x{g}"), net.gradient(f"b_h{g}")
+        same = all(symengine.expand(a - b) == 0 for a, b in zip(x, h, strict=True))
+        assert same == ((cell, g) != ("gru", "n")), (cell, g)
+    biases = {name for name in net.params if name.startswith("b_")}
+    assert biases == {f"b_{side}{g}" for g in gates for side in "xh"} | {"b_y"}
+
+
+def test_oracle_and_engine_parameter_tables_must_agree(monkeypatch):
+    """A parameter the oracle has and the engine lacks (or the reverse) is refused, not
+    skipped: the proof compares every gradient of both."""
+    right = oracle._CELL_PARAMETERS["gru_v1"]
+    monkeypatch.setitem(oracle._CELL_PARAMETERS, "gru_v1", lambda H, D, two: {
+        k: v for k, v in right(H, D, two).items() if k != "b_hn"})
+    build_network.cache_clear()
+    try:
+        spec = Spec(cell="gru_v1", layout="torch", hidden_size=1, input_size=1, output_size=1)
+        with pytest.raises(MissingRuleError, match=r"parameters .*'b_hn'.* are not the oracle"):
+            prove_unrolled(spec, 1)
+    finally:
+        monkeypatch.undo()
+        build_network.cache_clear()
+    network.cache_clear()
 
 
 def test_a_wrong_rule_fails_the_proof_naming_parameter_and_entry(monkeypatch):

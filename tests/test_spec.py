@@ -24,6 +24,12 @@ def test_default_spec_is_the_textbook_elman_rnn():
         ("loss", "cross_entropyy", r"did you mean 'cross_entropy'\?"),
         ("topology", "many_to_none", r"unknown topology .*allowed: many_to_many, many_to_one"),
         ("activation", "zzz", r"unknown activation 'zzz' \(allowed: tanh, relu"),
+        ("cell", "gruv1", r"unknown cell 'gruv1'; did you mean 'gru_v1'\?"),
+        ("cell", "gru_v2", r"did you mean 'gru_v1'\? \(allowed: elman, lstm, gru, gru_v1\)"),
+        ("layout", "torhc", r"unknown layout 'torhc'; did you mean 'torch'\? "
+                            r"\(allowed: notes, torch\)"),
+        ("layout", "note", r"unknown layout 'note'; did you mean 'notes'\?"),
+        ("layout", "tf", r"unknown layout 'tf' \(allowed: notes, torch\)"),
     ],
 )
 def test_unknown_names_suggest_a_close_match(field, value, message):
@@ -51,9 +57,44 @@ def test_cross_entropy_needs_softmax():
     assert Spec(loss="cross_entropy", head="softmax").loss == "cross_entropy"
 
 
-def test_gated_cells_fix_their_activation():
-    with pytest.raises(SpecError, match="activation must be 'tanh'"):
-        Spec(cell="lstm", activation="relu")
+@pytest.mark.parametrize("cell", ["lstm", "gru", "gru_v1"])
+def test_gated_cells_fix_their_activation(cell):
+    with pytest.raises(SpecError, match=f"cell '{cell}' uses sigmoid gates.*must be 'tanh'"):
+        Spec(cell=cell, activation="relu")
+
+
+def test_gru_v1_is_a_cell_of_its_own():
+    spec = Spec(cell="gru_v1")
+    assert spec.cell == "gru_v1" and spec.activation == "tanh" and spec.layout == "notes"
+    assert spec != Spec(cell="gru")
+
+
+def test_layout_defaults_to_the_notes_and_accepts_torch():
+    assert DEFAULT_SPEC.layout == "notes"
+    for cell in ("elman", "lstm", "gru", "gru_v1"):
+        spec = Spec(cell=cell, layout="torch")
+        assert spec.layout == "torch" and spec.to_dict()["layout"] == "torch"
+        assert spec.replace(layout="notes") == Spec(cell=cell)
+    with pytest.raises(SpecError, match="unknown layout 'Torch'; did you mean 'torch'"):
+        Spec(layout="Torch")  # names are case-sensitive
+    with pytest.raises(SpecError, match="unknown layout None"):
+        Spec(layout=None)
+
+
+def test_layout_and_gru_v1_from_toml_and_overrides(tmp_path):
+    path = tmp_path / "spec.toml"
+    path.write_text('[spec]\ncell = "gru_v1"\nlayout = "torch"\n')
+    spec = load_spec(path)
+    assert (spec.cell, spec.layout) == ("gru_v1", "torch")
+    assert load_spec(path, layout="notes").layout == "notes"
+    assert load_spec(path, layout=None).layout == "torch"  # an unset flag keeps the file's
+    assert load_spec(layout="torch") == Spec(layout="torch")
+    path.write_text('[spec]\nlayuot = "torch"\n')
+    with pytest.raises(SpecError, match="unknown field 'layuot'.*did you mean 'layout'"):
+        load_spec(path)
+    path.write_text('[spec]\nlayout = "pytorch"\n')
+    with pytest.raises(SpecError, match="unknown layout 'pytorch'; did you mean 'torch'"):
+        load_spec(path)
 
 
 @pytest.mark.parametrize("T", [0, -1, "x", 1.5])

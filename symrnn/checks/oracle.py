@@ -13,8 +13,16 @@ each cell (column vectors; H hidden, D input, O output)::
     gru    r = σ(W_hr h + W_xr x + b_r),  u = σ(W_hu h + W_xu x + b_u),
            n = tanh(W_xn x + b_n + r ⊙ (W_hn h + b_hn)),
            h_t = (1 − u) ⊙ n + u ⊙ h_{t-1}                  (torch's form)
+    gru_v1 r, u as for gru,
+           n = tanh(W_hn (r ⊙ h) + W_xn x + b_n),
+           h_t = (1 − u) ⊙ n + u ⊙ h_{t-1}          (Cho et al. 2014, TF's GRUBlockCell)
     head   z_t = W_hy h_t + b_y,  ŷ_t = g(z_t)
     loss   mse: ½ ‖ŷ_t − y_t‖²;  cross_entropy: −Σ_i y_i (z_i − log Σ_j e^{z_j})
+
+Biases by layout.  ``notes``: one per gate, b_{g} (Elman b_h), and the GRU's b_hn
+inside the reset.  ``torch``: two per gate, as torch stores bias_ih and bias_hh:
+b_{g} above is b_x{g} + b_h{g} (Elman b_xh + b_hh), except the GRU's candidate,
+where b_n is b_xn and b_hn stays inside r ⊙ (W_hn h + b_hn).
 
 with σ(a) = 1/(1 + e^{−a}), ReLU(a) = Max(0, a), softmax = e^{z_i} / Σ_j e^{z_j},
 a loss at every step (many_to_many) or at t = T only (many_to_one).
@@ -63,7 +71,7 @@ __all__ = [
     "parameter_shapes",
 ]
 
-STATES = {"elman": ("h",), "lstm": ("h", "c"), "gru": ("h",)}
+STATES = {"elman": ("h",), "lstm": ("h", "c"), "gru": ("h",), "gru_v1": ("h",)}
 
 
 def explicit_symbols(symbol: MatrixSymbol) -> Matrix:
@@ -78,26 +86,43 @@ def _entries(name: str, rows: int, cols: int = 1) -> Matrix:
     return Matrix(rows, cols, lambda i, j: Symbol(f"{name}[{i},{j}]", real=True))
 
 
-def _gates(gates: str, H: int, D: int) -> dict[str, tuple[int, int]]:
+def _gates(gates: str, H: int, D: int, two_biases: bool, inside: str = "") -> dict:
+    """W_h{g}, W_x{g} and the bias(es) of each gate g, in ``gates`` order.
+
+    One bias (notes): b_{g}, and b_h{g} too for the gates in ``inside`` (the GRU's
+    b_hn, inside the reset); two biases (torch): b_x{g} and b_h{g}.
+    """
     out: dict[str, tuple[int, int]] = {}
     for g in gates:
-        out |= {f"W_h{g}": (H, H), f"W_x{g}": (H, D), f"b_{g}": (H, 1)}
+        out |= {f"W_h{g}": (H, H), f"W_x{g}": (H, D)}
+        if two_biases:
+            out |= {f"b_x{g}": (H, 1), f"b_h{g}": (H, 1)}
+        else:
+            out[f"b_{g}"] = (H, 1)
+            if g in inside:
+                out[f"b_h{g}"] = (H, 1)
     return out
 
 
 _CELL_PARAMETERS = {
-    "elman": lambda H, D: {"W_hh": (H, H), "W_xh": (H, D), "b_h": (H, 1)},
-    "lstm": lambda H, D: _gates("ifog", H, D),
-    "gru": lambda H, D: _gates("ru", H, D) | {"W_hn": (H, H), "W_xn": (H, D), "b_n": (H, 1),
-                                              "b_hn": (H, 1)},
+    "elman": lambda H, D, two: _gates("h", H, D, two),  # W_hh, W_xh, b_h | b_xh, b_hh
+    "lstm": lambda H, D, two: _gates("ifgo", H, D, two),
+    "gru": lambda H, D, two: _gates("run", H, D, two, inside="n"),
+    "gru_v1": lambda H, D, two: _gates("run", H, D, two),
 }
-"""Each textbook cell's parameters (the engine's names, which the spec shares)."""
+"""Each textbook cell's parameters (the engine's names, which the spec shares): H, D,
+two biases per gate (layout 'torch') → name → shape, gates in torch's order."""
 
 
 def parameter_shapes(spec: Spec) -> dict[str, tuple[int, int]]:
     """Parameter name → (rows, cols), in the engine's naming (biases dropped if off)."""
     H, D, O = spec.hidden_size, spec.input_size, spec.output_size  # noqa: E741
-    shapes = _CELL_PARAMETERS[spec.cell](H, D) | {"W_hy": (O, H), "b_y": (O, 1)}
+    if spec.cell not in _CELL_PARAMETERS:
+        raise SpecError(f"the scalar oracle has no equations for cell {spec.cell!r}")
+    if spec.layout not in ("notes", "torch"):
+        raise SpecError(f"the scalar oracle has no layout {spec.layout!r}")
+    shapes = _CELL_PARAMETERS[spec.cell](H, D, spec.layout == "torch")
+    shapes |= {"W_hy": (O, H), "b_y": (O, 1)}
     return {k: v for k, v in shapes.items() if spec.bias or not k.startswith("b_")}
 
 
@@ -255,14 +280,28 @@ class ScalarNetwork:
     def _p(self, name: str):
         return self.params.get(name)
 
-    def _affine(self, t: int, W: str, h: Matrix, U: str, b: str) -> list:
-        out = self._p(W) * h + self._p(U) * self.inputs[t]
-        if self._p(b) is not None:
-            out = out + self._p(b)
-        return list(out)
+    def _bias(self, *names: str) -> Matrix | None:
+        """The sum of those of the biases ``names`` this network has (None: none)."""
+        present = [self.params[n] for n in names if n in self.params]
+        if not present:
+            return None
+        total = present[0]
+        for b in present[1:]:
+            total = total + b
+        return total
+
+    def _gate_bias(self, g: str) -> Matrix | None:
+        """Gate g's bias: b_{g} (notes) or b_x{g} + b_h{g} (torch's bias_ih + bias_hh)."""
+        return self._bias(f"b_{g}", f"b_x{g}", f"b_h{g}")
+
+    def _affine(self, t: int, g: str, h: Matrix) -> list:
+        """W_h{g} h + W_x{g} x_t + gate g's bias."""
+        out = self._p(f"W_h{g}") * h + self._p(f"W_x{g}") * self.inputs[t]
+        bias = self._gate_bias(g)
+        return list(out if bias is None else out + bias)
 
     def _elman_step(self, t: int) -> None:
-        a = self._define(f"a_{t}", self._affine(t, "W_hh", self.states["h", t - 1], "W_xh", "b_h"))
+        a = self._define(f"a_{t}", self._affine(t, "h", self.states["h", t - 1]))
         activation = self.spec.activation
         if activation == "softplus":  # log(1 + e^a): N = 1 + e^a, h = log N
             N = self._apply(f"1+exp(a_{t})", "1+exp", a)
@@ -274,34 +313,50 @@ class ScalarNetwork:
         h, c = self.states["h", t - 1], self.states["c", t - 1]
         H = len(h)
         gate = {}
-        for g in "ifog":
-            a = self._define(f"a{g}_{t}", self._affine(t, f"W_h{g}", h, f"W_x{g}", f"b_{g}"))
+        for g in "ifgo":
+            a = self._define(f"a{g}_{t}", self._affine(t, g, h))
             gate[g] = self._apply(f"{g}_{t}", "tanh" if g == "g" else "sigmoid", a)
-        i, f, o, g = (gate[k] for k in "ifog")
+        i, f, g, o = (gate[k] for k in "ifgo")
         c_new = self._define(f"c_{t}", [f[k] * c[k] + i[k] * g[k] for k in range(H)], atom=True)
         tc = self._apply(f"tanh(c_{t})", "tanh", c_new)
         self.states["c", t] = c_new
         self.states["h", t] = self._define(f"h_{t}", [o[k] * tc[k] for k in range(H)], atom=True)
 
+    def _gru_gates(self, t: int, h: Matrix) -> tuple[Matrix, Matrix]:
+        """The reset r and update u of both GRUs."""
+        r = self._apply(f"r_{t}", "sigmoid", self._define(f"ar_{t}", self._affine(t, "r", h)))
+        u = self._apply(f"u_{t}", "sigmoid", self._define(f"au_{t}", self._affine(t, "u", h)))
+        return r, u
+
+    def _gru_new_state(self, t: int, h: Matrix, u: Matrix, n: Matrix) -> None:
+        self.states["h", t] = self._define(
+            f"h_{t}", [(1 - u[k]) * n[k] + u[k] * h[k] for k in range(len(h))], atom=True
+        )
+
     def _gru_step(self, t: int) -> None:
+        """torch's GRU: the reset scales the recurrent product, b_hn included."""
         h = self.states["h", t - 1]
         H = len(h)
-        ar = self._define(f"ar_{t}", self._affine(t, "W_hr", h, "W_xr", "b_r"))
-        r = self._apply(f"r_{t}", "sigmoid", ar)
-        au = self._define(f"au_{t}", self._affine(t, "W_hu", h, "W_xu", "b_u"))
-        u = self._apply(f"u_{t}", "sigmoid", au)
+        r, u = self._gru_gates(t, h)
         rec = self._p("W_hn") * h
-        if self._p("b_hn") is not None:
-            rec = rec + self._p("b_hn")
+        if self._bias("b_hn") is not None:
+            rec = rec + self._bias("b_hn")
         m = self._define(f"hn_{t}", list(rec))
         xn = self._p("W_xn") * self.inputs[t]
-        if self._p("b_n") is not None:
-            xn = xn + self._p("b_n")
+        input_bias = self._bias("b_n", "b_xn")
+        if input_bias is not None:
+            xn = xn + input_bias
         an = self._define(f"an_{t}", [xn[k] + r[k] * m[k] for k in range(H)])
-        n = self._apply(f"n_{t}", "tanh", an)
-        self.states["h", t] = self._define(
-            f"h_{t}", [(1 - u[k]) * n[k] + u[k] * h[k] for k in range(H)], atom=True
-        )
+        self._gru_new_state(t, h, u, self._apply(f"n_{t}", "tanh", an))
+
+    def _gru_v1_step(self, t: int) -> None:
+        """Cho et al.'s GRU: the reset scales h_{t-1} before W_hn multiplies it."""
+        h = self.states["h", t - 1]
+        H = len(h)
+        r, u = self._gru_gates(t, h)
+        rh = self._define(f"rh_{t}", [r[k] * h[k] for k in range(H)])
+        an = self._define(f"an_{t}", self._affine(t, "n", rh))
+        self._gru_new_state(t, h, u, self._apply(f"n_{t}", "tanh", an))
 
     def _head(self, t: int) -> None:
         spec = self.spec

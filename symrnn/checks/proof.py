@@ -206,9 +206,11 @@ def _forward(spec: Spec, T: int, net: ScalarNetwork):
     """Evaluate the engine's unrolled forward on the oracle's symbols; compare states/losses."""
     program = unroll(spec, T)
     engine = _Engine(net)
+    if set(program.params) != set(net.params):  # same cell, layout and biases on both sides
+        raise MissingRuleError(
+            f"the engine's parameters {sorted(program.params)} are not the oracle's "
+            f"{sorted(net.params)} for {spec}")
     for name, sym in program.params.items():
-        if name not in net.params:
-            raise MissingRuleError(f"the oracle has no parameter {name}")
         engine.bind(sym, net.params[name])
     for s, sym in program.initial_states.items():
         engine.bind(sym, net.states[s, 0])

@@ -25,7 +25,8 @@ def spec_options(fn: Callable) -> Callable:
 
     @click.option("--spec", "spec_file", metavar="FILE",
                   help="TOML file with a [spec] table (flags override it).")
-    @click.option("--cell", help="elman | lstm | gru")
+    @click.option("--cell", help="elman | lstm | gru | gru_v1 (gru: reset after the recurrent "
+                                 "product, torch's; gru_v1: before it, Cho et al.'s)")
     @click.option("--activation", help="tanh | relu | sigmoid | identity")
     @click.option("--head", help="identity | sigmoid | softmax")
     @click.option("--loss", help="mse | cross_entropy")
@@ -33,16 +34,19 @@ def spec_options(fn: Callable) -> Callable:
     @click.option("--hidden-size", help="H: a positive integer or a symbol name")
     @click.option("--input-size", help="D: a positive integer or a symbol name")
     @click.option("--output-size", help="O: a positive integer or a symbol name")
-    @click.option("--no-bias", is_flag=True, default=False, help="Drop b_h and b_y.")
+    @click.option("--layout", help="notes | torch (torch: two biases per gate, b_x* and b_h*, "
+                                   "as torch's bias_ih and bias_hh)")
+    @click.option("--no-bias", is_flag=True, default=False,
+                  help="Drop every bias (the cell's and b_y).")
     @click.option("--max-size", type=click.IntRange(min=1), default=MAX_SIZE, show_default=True,
                   help="Refuse hidden/input/output sizes above this.")
     @functools.wraps(fn)
     def wrapper(*args, spec_file, cell, activation, head, loss, topology, hidden_size,
-                input_size, output_size, no_bias, max_size, **kwargs):
+                input_size, output_size, layout, no_bias, max_size, **kwargs):
         spec = load_spec(
             spec_file, cell=cell, activation=activation, head=head, loss=loss,
             topology=topology, hidden_size=hidden_size, input_size=input_size,
-            output_size=output_size, bias=False if no_bias else None,
+            output_size=output_size, layout=layout, bias=False if no_bias else None,
         )
         check_sizes(spec, max_size)
         return fn(*args, spec=spec, **kwargs)
@@ -101,5 +105,6 @@ def parse_tbptt(value: str | None, option: str = "--tbptt", *,
 def describe_spec(spec: Spec) -> str:
     sizes = f"H={spec.hidden_size}, D={spec.input_size}, O={spec.output_size}"
     bias = "" if spec.bias else ", no bias"
+    layout = ", torch layout" if spec.layout == "torch" else ""
     return (f"{spec.cell} {spec.activation}, head {spec.head}, loss {spec.loss}, "
-            f"{spec.topology}, {sizes}{bias}")
+            f"{spec.topology}, {sizes}{bias}{layout}")

@@ -1,21 +1,26 @@
-"""Code generation: BPTT from the derivation, as NumPy or torch modules.
+"""Code generation: BPTT from the derivation, as NumPy or torch modules, for any cell.
 
 Pipeline (one module per stage)::
 
-    derive(spec)  →  lower (analysis: hoist, share across time, stack, store)
-                  →  passes (cse, inplace)  →  printer (numpy | torch table)
+    derive(spec)  →  plan (the cell's step: products, stored values, its reverse pass)
+                  →  lower (forward, backward, streamed TBPTT; hoisting, stacked products)
+                  →  passes (cse, inplace, ...)  →  printer (numpy | torch table)
                   →  emit (header, constants, helpers)  →  text / file / module
 
-:func:`generate` returns the module text; :func:`compile` writes it to a
-real file under the cache folder (``$SYMRNN_CACHE`` or ``~/.cache/symrnn``,
-named by a hash of the text) and imports it, so tracebacks show the source.
-A generated module exposes ``SPEC``, ``PARAM_SHAPES``, ``PARAM_NAMES``,
-``forward(params, x, y, h0=None) -> (loss, cache)``,
-``backward(params, cache, input_grad=False) -> grads`` and ``loss_and_grad``
-(plus ``loss_and_grad_streamed`` under truncation, holding k2 + 1 states); torch modules
-add ``BPTTFunction`` (a ``torch.autograd.Function``) and ``RNNLoss`` (an
-``nn.Module``).  grads hold every parameter, ``'h_0'`` (B, H) and
-``'delta'`` (B, T, H) with ``delta[:, t-1] = ∂L/∂h_t``.
+Nothing in this package names a cell: the plan reads the cell's own equations and the
+stacking table of its parameters (:attr:`symrnn.engine.cells.CellDef.stacks`).
+:func:`generate` returns the module text; :func:`compile` writes it to a real file
+under the cache folder (``$SYMRNN_CACHE`` or ``~/.cache/symrnn``, named by a hash of the
+text) and imports it, so tracebacks show the source.  A generated module exposes
+``SPEC``, ``PARAM_SHAPES``, ``PARAM_NAMES``, ``STATES`` (('h',) or ('h', 'c')),
+``forward(params, x, y, h0=None[, c0=None]) -> (loss, cache)``,
+``backward(params, cache, input_grad=False) -> grads`` and ``loss_and_grad`` (plus
+``loss_and_grad_streamed`` under truncation, holding k2 + 1 steps); torch modules add
+``BPTTFunction`` (a ``torch.autograd.Function``) and ``RNNLoss`` (an ``nn.Module``).
+grads hold every parameter, ``'h_0'`` (and ``'c_0'``) (B, H), and ``'delta'`` (B, T, H)
+with ``delta[:, t-1] = ∂L/∂h_t`` (``'delta_c'``: the part of ∂L/∂c_t from step t+1).
+Parameters: per-gate (``layout = "notes"``) or torch's stacked weight_ih, weight_hh,
+bias_ih, bias_hh (``layout = "torch"``, loadable from a torch.nn.RNN/LSTM/GRU state_dict).
 """
 
 from __future__ import annotations
@@ -53,6 +58,8 @@ def _command(spec: Spec, backend_name: str, options: Options) -> str:
              f"--input-size {spec.input_size}", f"--output-size {spec.output_size}"]
     if not spec.bias:
         parts.append("--no-bias")
+    if spec.layout != "notes":
+        parts.append(f"--layout {spec.layout}")
     if options.tbptt is not None:
         parts.append(f"--tbptt {options.tbptt[0]},{options.tbptt[1]}")
     if options.clip is not None:

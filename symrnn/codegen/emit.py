@@ -16,7 +16,6 @@ import re
 from symrnn.codegen.lower import Lowered
 from symrnn.codegen.passes import Context, run_passes
 from symrnn.codegen.printer import Backend, Printer
-from symrnn.engine.graph import network
 from symrnn.render.printing import text
 
 __all__ = ["emit", "header"]
@@ -27,8 +26,8 @@ _LOSS_TEXT = {
 }
 
 _CHECK = '''
-def _check(x, y, h0):
-    """Validate the shapes of x, y and h0; return (B, T)."""
+def _check(x, y, {states}):
+    """Validate the shapes of x, y and the initial states; return (B, T)."""
     if x.ndim != 3 or x.shape[2] != D:
         raise ValueError(f"x: expected shape (B, T, {{D}}), got {{tuple(x.shape)}}")
     if "float" not in str(x.dtype):
@@ -38,8 +37,9 @@ def _check(x, y, h0):
     if tuple(y.shape) not in allowed:
         raise ValueError(f"y: expected shape {{' or '.join(map(str, allowed))}}, "
                          f"got {{tuple(y.shape)}}")
-    if h0 is not None and tuple(h0.shape) != (B, H):
-        raise ValueError(f"h0: expected shape {{(B, H)}}, got {{tuple(h0.shape)}}")
+    for name, s0 in zip({names!r}, ({states},), strict=True):
+        if s0 is not None and tuple(s0.shape) != (B, H):
+            raise ValueError(f"{{name}}: expected shape {{(B, H)}}, got {{tuple(s0.shape)}}")
     return B, T
 '''
 
@@ -49,22 +49,24 @@ class BPTTFunction(torch.autograd.Function):
     """The loss as an autograd node whose backward is the generated BPTT (no tape)."""
 
     @staticmethod
-    def forward(ctx, x, y, h0, *weights):
+    def forward(ctx, x, y, {states}, *weights):
         params = dict(zip(PARAM_NAMES, weights, strict=True))
-        loss, cache = forward(params, x, y, h0)
-        ctx.params, ctx.cache, ctx.has_h0 = params, cache, h0 is not None
+        loss, cache = forward(params, x, y, {states})
+        ctx.params, ctx.cache = params, cache
+        ctx.given = tuple(s0 is not None for s0 in ({states},))
         return loss
 
     @staticmethod
     def backward(ctx, grad_loss):
         grads = backward(ctx.params, ctx.cache, input_grad=ctx.needs_input_grad[0])
         dx = grads["x"] * grad_loss if ctx.needs_input_grad[0] else None
-        dh0 = grads["h_0"] * grad_loss if ctx.has_h0 else None
-        return (dx, None, dh0, *(grads[n] * grad_loss for n in PARAM_NAMES))
+        d0 = tuple(grads[f"{{s}}_0"] * grad_loss if given else None
+                   for s, given in zip(STATES, ctx.given, strict=True))
+        return (dx, None, *d0, *(grads[n] * grad_loss for n in PARAM_NAMES))
 
 
 class RNNLoss(torch.nn.Module):
-    """Parameters W_hh, W_xh, ... (torch.nn.RNN layout); forward(x, y, h0) -> loss."""
+    """Parameters PARAM_NAMES (shapes PARAM_SHAPES); forward(x, y, {states}) -> loss."""
 
     def __init__(self, dtype=torch.float32, device=None):
         super().__init__()
@@ -74,10 +76,10 @@ class RNNLoss(torch.nn.Module):
             self.register_parameter(name, torch.nn.Parameter(value))
 
     def params(self):
-        return {name: getattr(self, name) for name in PARAM_NAMES}
+        return {{name: getattr(self, name) for name in PARAM_NAMES}}
 
-    def forward(self, x, y, h0=None):
-        return BPTTFunction.apply(x, y, h0, *(getattr(self, n) for n in PARAM_NAMES))
+    def forward(self, x, y, {defaults}):
+        return BPTTFunction.apply(x, y, {states}, *(getattr(self, n) for n in PARAM_NAMES))
 '''
 
 _LOSS_AND_GRAD = '''
@@ -128,7 +130,7 @@ def _check_grads_finite(grads):
             f"non-finite gradient dL/d{{name}} (overflow in {{_dtype_name(grads[name])}}?)")
 
 
-def loss_and_grad(params, x, y, h0=None, *, check_finite=False):
+def loss_and_grad(params, x, y, {defaults}, *, check_finite=False):
     """(loss, grads): forward then backward.
 
     check_finite=True raises FloatingPointError naming the first step whose hidden
@@ -136,7 +138,7 @@ def loss_and_grad(params, x, y, h0=None, *, check_finite=False):
 {errstate_doc}    """
 {body}'''
 
-_FORWARD_BACKWARD = """loss, cache = forward(params, x, y, h0)
+_FORWARD_BACKWARD = """loss, cache = forward(params, x, y, {states})
 if check_finite:
     _check_forward_finite(loss, cache)
 grads = backward(params, cache)
@@ -155,15 +157,17 @@ def _indent(text: str, spaces: int) -> str:
     return "".join(" " * spaces + line for line in text.splitlines(keepends=True))
 
 
-def _loss_and_grad(target: Backend) -> str:
+def _loss_and_grad(target: Backend, states: str, defaults: str) -> str:
     """loss_and_grad: the same passes; NumPy runs them under np.errstate."""
+    run = _FORWARD_BACKWARD.format(states=states)
     if target.name == "torch":
-        body = _indent(_FORWARD_BACKWARD, 4) + _CHECK_GRADS
-        return _LOSS_AND_GRAD.format(isfinite="torch.isfinite", errstate_doc="", body=body)
+        body = _indent(run, 4) + _CHECK_GRADS
+        return _LOSS_AND_GRAD.format(isfinite="torch.isfinite", errstate_doc="", body=body,
+                                     defaults=defaults)
     body = ('    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):\n'
-            + _indent(_FORWARD_BACKWARD, 8) + _CHECK_GRADS)
+            + _indent(run, 8) + _CHECK_GRADS)
     return _LOSS_AND_GRAD.format(isfinite="np.isfinite", errstate_doc=_NUMPY_ERRSTATE_DOC,
-                                 body=body)
+                                 body=body, defaults=defaults)
 
 
 def _fit(line: str, width: int = 96) -> str:
@@ -194,11 +198,15 @@ def _wrap(command: str, width: int = 88) -> str:
     return "\n".join(lines + [line])
 
 
-def _shape(spec, name: str) -> tuple[int, ...]:
-    """Biases are 1-D (n,), weights 2-D (rows, cols), as torch.nn.RNN stores them."""
-    rows, cols = network(spec).params[name].shape
-    biases = network(spec).bias_names
-    return (int(rows),) if name in biases else (int(rows), int(cols))
+def _shape(low: Lowered, name: str) -> tuple[int, ...]:
+    """Biases are 1-D (n,), weights 2-D (rows, cols), as torch.nn.RNN/LSTM/GRU store them."""
+    net = low.plan.network
+    if name in net.stacks:
+        first = next(m for m in net.stacks[name] if m is not None)
+        rows = int(net.params[first].shape[0]) * len(net.stacks[name])
+        return (rows,) if name.startswith("bias") else (rows, int(net.params[first].shape[1]))
+    rows, cols = net.params[name].shape
+    return (int(rows),) if name in net.bias_names else (int(rows), int(cols))
 
 
 def _allowed_y(spec) -> str:
@@ -207,6 +215,17 @@ def _allowed_y(spec) -> str:
     else:
         shapes = ["(B, T, OUT)"] + (["(B, T)"] if spec.loss == "cross_entropy" else [])
     return "[" + ", ".join(shapes) + "]"
+
+
+def _stack_lines(low: Lowered) -> list[str]:
+    """How torch's stacked tensors hold the derivation's per-gate parameters."""
+    net = low.plan.network
+    rows = [f"  {stack} = [{'; '.join(m or '0' for m in members)}]"
+            for stack, members in net.stacks.items() if len(members) > 1 or low.layout.torch]
+    if not rows:
+        return []
+    where = "the module's parameters" if low.layout.torch else "stacked on entry"
+    return [f"stacks ({where}; rows top to bottom, H each):", *rows]
 
 
 def header(low: Lowered, target: Backend, command: str, version: str) -> str:
@@ -220,7 +239,8 @@ def header(low: Lowered, target: Backend, command: str, version: str) -> str:
     if spec.loss == "cross_entropy":
         y_shape += " one-hot, or class indices " + (
             "(B,)" if spec.topology == "many_to_one" else "(B, T)")
-    deltas = text(rec.deltas["h"][1])
+    states = low.plan.states
+    inits = "; ".join(f"{s}0 (B, H) or None" for s in states)
     lines = [
         f"BPTT for an {spec.cell} RNN, generated by symrnn {version}; do not edit.",
         "",
@@ -229,22 +249,23 @@ def header(low: Lowered, target: Backend, command: str, version: str) -> str:
         f"spec: cell={spec.cell} activation={spec.activation} head={spec.head} "
         f"loss={spec.loss} topology={spec.topology}",
         f"      H={spec.hidden_size} D={spec.input_size} OUT={spec.output_size} "
-        f"bias={spec.bias}",
+        f"bias={spec.bias} layout={spec.layout}",
         f"truncation: {tbptt}",
         f"clipping: {clip}",
         f"loss: {_LOSS_TEXT[spec.loss]}, summed over batch b and "
         + ("every step t" if spec.topology == "many_to_many" else "t = T only"),
-        f"shapes: x (B, T, D) batch-first; y {y_shape}; h0 (B, H) or None;",
-        "        params[name] as torch.nn.RNN stores them, see PARAM_SHAPES.",
+        f"shapes: x (B, T, D) batch-first; y {y_shape}; {inits};",
+        "        params[name] as torch.nn.RNN/LSTM/GRU store them, see PARAM_SHAPES.",
+        *_stack_lines(low),
         "derivation (symrnn derive; column vectors, @ matrix product, * elementwise):",
         f"  {rec.output_error[0]} = {text(rec.output_error[1])}",
-        f"  delta_t = {deltas}",
+        *(f"  {rec.deltas[s][0]} = {text(rec.deltas[s][1])}" for s in states),
     ]
     if spec.topology == "many_to_one":
         lines.append("    (many_to_one: the W_hy.T @ e_t term at t = T only)")
     lines += [f"  dL/d{n} = sum_({rec.summand_range(n)}) {text(e)}"
               for n, e in rec.gradients.items()]
-    lines.append(f"  dL/dh_0 = {text(rec.initial_state['h'])}")
+    lines += [f"  dL/d{s}_0 = {text(rec.initial_state[s])}" for s in states]
     physical = "\n".join(lines).split("\n")  # the command is already wrapped
     return 'r"""' + "\n".join(_fit(line) for line in physical) + '\n"""'
 
@@ -255,11 +276,15 @@ def emit(low: Lowered, target: Backend, *, command: str, version: str,
     printer = Printer(target)
     decorator = ["@torch.no_grad()"] if target.name == "torch" else []
     parts = [header(low, target, command, version), "", *target.imports, ""]
-    names = list(network(spec).params)
+    names = low.layout.module_params()
+    states = low.plan.states
+    args = ", ".join(f"{s}0" for s in states)
+    defaults = ", ".join(f"{s}0=None" for s in states)
     consts = [
         "SPEC = {\n" + "".join(f"    {k!r}: {v!r},\n" for k, v in spec.to_dict().items()) + "}",
-        f"PARAM_SHAPES = {{{', '.join(f'{n!r}: {_shape(spec, n)!r}' for n in names)}}}",
+        f"PARAM_SHAPES = {{{', '.join(f'{n!r}: {_shape(low, n)!r}' for n in names)}}}",
         f"PARAM_NAMES = {tuple(names)!r}",
+        f"STATES = {tuple(states)!r}",
         f"TBPTT = {opts.tbptt!r}",
         f"CLIP = {opts.clip!r}",
         f"CLIP_VALUE = {opts.clip_value!r}",
@@ -270,16 +295,17 @@ def emit(low: Lowered, target: Backend, *, command: str, version: str,
     ]
     parts += consts
     helpers_at = len(parts)
-    parts.append("\n" + _CHECK.format(allowed=_allowed_y(spec)).rstrip())
+    parts.append("\n" + _CHECK.format(allowed=_allowed_y(spec), states=args,
+                                       names=tuple(f"{s}0" for s in states)).rstrip())
     for fn in (low.forward, low.backward):
         fn = run_passes(fn, passes, Context(low.buffers, printer, frozenset(names)))
         parts.append("\n\n" + "\n".join(decorator + printer.stmt(fn, 0)))
-    parts.append(_loss_and_grad(target).rstrip())
+    parts.append(_loss_and_grad(target, args, defaults).rstrip())
     if low.streamed is not None:
         fn = run_passes(low.streamed, passes, Context(low.buffers, printer, frozenset(names)))
         parts.append("\n\n" + "\n".join(decorator + printer.stmt(fn, 0)))
     if target.name == "torch":
-        parts.append(_TORCH_WRAPPERS.rstrip())
+        parts.append(_TORCH_WRAPPERS.format(states=args, defaults=defaults).rstrip())
     parts.insert(helpers_at, used_helpers(target.helpers, "\n".join(parts[helpers_at:])))
     return "\n".join(parts) + "\n"
 

@@ -1,27 +1,37 @@
-"""Lowering of the forward pass: step equations → the ``forward`` function's code tree.
+"""Lowering of the forward pass: a cell's step plan → the ``forward`` function's code tree.
 
-The cell's pre-activation a_t = W_hh h_{t-1} + W_xh x_t + b_h is split by
-:func:`~symrnn.codegen.analysis.split_recurrent`: the input terms are one
-product over all steps, ``P = x_all @ W_xh.T + b_h``; the time loop keeps
-``HS[t] = f(HS[t - 1] @ W_hh.T + P[t - 1])``.  The head (z_t, ŷ_t) and the
-loss are computed after the loop for all loss steps at once: every step for
-many_to_many (arrays (T·B, ·)), the last step for many_to_one ((B, ·)).
-The loss is summed over steps and batch.
+The products of :mod:`symrnn.codegen.plan` over x_t are one product for all steps
+(``P = x_all @ weight_ih.T + bias_ih``, every gate at once); in the time loop each
+product over the previous state is one matrix product per step (``Q = HS[t - 1] @
+weight_hh.T``), then the cell's equations fill the state buffers and the stored values
+(``HS[t] = tanh(Q + P[t - 1])`` for Elman; the gates, c_t and h_t for LSTM).  Values the
+reverse pass does not read are inlined.  The head (z_t, ŷ_t) and the loss are computed
+after the loop for all loss steps at once: every step for many_to_many (arrays
+(T·B, ·)), the last step for many_to_one ((B, ·)).  The loss is summed over steps and
+batch.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from sympy import MatAdd, MatrixSymbol
 
 from symrnn.codegen import ir
-from symrnn.codegen.analysis import CACHE_NAMES, split_recurrent
+from symrnn.codegen.layout import Layout, buffer, state_arg
+from symrnn.codegen.layout import stored_products as stored_products_of
+from symrnn.codegen.plan import StepPlan, base_of
 from symrnn.codegen.translate import CodegenError, rows
-from symrnn.engine.expr import T_SYMBOL, MSELoss, SoftmaxCrossEntropy, timed
-from symrnn.engine.graph import network
+from symrnn.engine.expr import T_SYMBOL, MSELoss, SoftmaxCrossEntropy
 from symrnn.render.printing import text
 from symrnn.spec import Spec
 
-__all__ = ["lower_forward", "loss_env", "unpack_params"]
+__all__ = ["lower_forward", "loss_env", "unpack_params", "step_env", "step_body", "state_args",
+           "Places", "BUFFERS", "CACHE_NAMES", "width_code", "targets", "loss_code"]
+
+CACHE_NAMES = {"h": "HS", "x": "x_all", "y": "y_all", "z": "z", "yhat": "yhat"}
+"""Per-step quantities of the head and the loss, and their names in the cache."""
 
 N, Idx, op = ir.Name, ir.Index, ir.op
 t_ = T_SYMBOL
@@ -43,53 +53,204 @@ def loss_env(last: bool):
     return env
 
 
-def lower_forward(spec: Spec, params, last: bool, stored: list[str]) -> ir.FunctionDef:
-    """``forward``; the cache holds the ``stored`` quantities (see stored_outputs)."""
-    eqs = network(spec).step_equations(t_, {"h": timed("h", t_ - 1, spec.hidden_size)})
-    cell = [e for e in eqs if e.block == "cell"]
-    head = [e for e in eqs if e.block == "head"]
-    (loss_eq,) = [e for e in eqs if e.block == "loss"]
-    (a_eq,) = [e for e in cell if e.lhs.name.startswith("a_")]
-    (h_eq,) = [e for e in cell if e.lhs.name.startswith("h_")]
-    recurrent, hoisted = split_recurrent(a_eq.rhs, "h", -1)
+@dataclass(frozen=True)
+class Places:
+    """Where step t's values are: (array name, index text) for states, stored values and
+    hoisted products.  The forward pass uses the (T+1, B, H) and (T, B, ·) buffers; the
+    streamed TBPTT uses rings of k2 + 1 steps."""
+
+    state: Callable[[str, int], tuple[str, str]]
+    value: Callable[[str], tuple[str, str]]
+    hoisted: Callable[[str], tuple[str, str]]
+
+
+BUFFERS = Places(
+    state=lambda base, k: (buffer(base), "t" if k == 0 else "t - 1"),
+    value=lambda name: (buffer(name), "t - 1"),
+    hoisted=lambda name: (name, "t - 1"),
+)
+
+
+def _at(place: tuple[str, str], cols: str | None = None) -> ir.Node:
+    name, index = place
+    return Idx(N(name), index if cols is None else f"{index}, :, {cols}")
+
+
+def inline_single(product, stored: set[str]) -> bool:
+    """A one-slot product inside the loop is written where it is used (Q is not named)."""
+    return not product.hoisted and len(product.slots) == 1 and product.name not in stored
+
+
+def width_code(blocks: int) -> ir.Node:
+    return N("H") if blocks == 1 else op("mul", ir.Num(blocks), N("H"))
+
+
+def step_env(plan: StepPlan, layout: Layout, places: Places = BUFFERS):
+    """(base, offset) → code for step t's values (forward loop, or a ring)."""
+    states, stored = set(plan.states), set(plan.stored())
+    products = stored_products_of(plan)
+
+    def env(base: str, k: int) -> ir.Node:
+        if base in states and k in (-1, 0):
+            return _at(places.state(base, k))
+        if base.startswith("p_") and k == 0:
+            return slot(base[len("p_"):])
+        if base in stored and k == 0:
+            return _at(places.value(base))
+        raise CodegenError(f"the time loop reads {base} at offset {k}")
+
+    def slot(weight: str) -> ir.Node:
+        product = layout.product_of(weight)
+        cols = layout.slot_range(product, weight)
+        if inline_single(product, products):
+            return _product_code(layout, product, env, layout.params())
+        if product.hoisted:
+            return _at(places.hoisted(product.name), cols)
+        if product.name in products:
+            return _at(places.value(product.name), cols)
+        return N(product.name) if cols is None else Idx(N(product.name), f":, {cols}")
+
+    return env
+
+
+def _product_code(layout: Layout, product, env, params) -> ir.Node:
+    code = op("matmul", rows(product.input, env, params), op("T", layout.product_weight(product)))
+    bias = layout.product_bias(product)
+    return code if bias is None else op("add", code, bias)
+
+
+def step_body(plan: StepPlan, layout: Layout, places: Places = BUFFERS) -> list[ir.Stmt]:
+    """One forward step: the loop products, then each state or stored value, in order."""
+    env, params = step_env(plan, layout, places), layout.params()
+    products = stored_products_of(plan)
+    keep = set(plan.states) | set(plan.stored())
+    slots = {s.symbol: p for p in plan.products for s in p.slots}
+    net = plan.network
+    said = {e.lhs: e.rhs for e in net.step_equations(t_, net.state_symbols(t_ - 1), head=False)}
+    inline: dict = {}
+    done: set[str] = set()
+    body: list[ir.Stmt] = []
+    for eq in plan.equations:
+        product = slots.get(eq.lhs)
+        if product is not None:
+            if product.hoisted or product.name in done or inline_single(product, products):
+                continue
+            done.add(product.name)
+            target = _at(places.value(product.name)) if product.name in products \
+                else N(product.name)
+            body.append(ir.Assign(target, _product_code(layout, product, env, params),
+                                  product_comment(product)))
+            continue
+        rhs = eq.rhs.xreplace(inline)
+        base = base_of(eq.lhs)
+        if base not in keep:
+            inline[eq.lhs] = rhs
+            continue
+        body.append(ir.Assign(env(base, 0), rows(rhs, env, params),
+                              f"{eq.lhs} = {text(said.get(eq.lhs, rhs))}"))
+    return body
+
+
+def product_comment(product) -> str:
+    weights = [s.weight for s in product.slots]
+    biases = [s.bias for s in product.slots if s.bias]
+    text_ = f"[{'; '.join(weights)}] @ {product.input}"
+    return text_ + (f" + [{'; '.join(biases)}]" if biases else "") + \
+        f": (B, {len(weights)}H)" if len(weights) > 1 else text_ + (
+            f" + {biases[0]}" if biases else "")
+
+
+def _buffers(plan: StepPlan, layout: Layout, stored_products: set[str]) -> list[ir.Stmt]:
+    out: list[ir.Stmt] = []
+    for s in plan.states:
+        name = buffer(s)
+        out += [ir.Assign(N(name), op("empty", ir.Tuple((op("add", N("T"), ir.Num(1)), N("B"),
+                                                           N("H"))), N("dtype"), N("device")),
+                          f"{s}_t for t = 0..T: (T+1, B, H)"),
+                ir.If(op("is_none", N(state_arg(s))), (ir.Assign(Idx(N(name), "0"), ir.Num(0)),),
+                      (ir.Assign(Idx(N(name), "0"), N(state_arg(s))),))]
+    widths = {p.name: width_code(p.rows[1] - p.rows[0]) for p in plan.products}
+    for base in plan.stored():
+        if base.startswith("p_"):
+            continue
+        out.append(ir.Assign(N(buffer(base)), op("empty", ir.Tuple((N("T"), N("B"), N("H"))),
+                                                 N("dtype"), N("device")),
+                             f"{base}_t for t = 1..T: (T, B, H)"))
+    for name in sorted(stored_products):
+        out.append(ir.Assign(N(buffer(name)), op("empty", ir.Tuple((N("T"), N("B"),
+                                                                    widths[name])),
+                                                 N("dtype"), N("device")),
+                             f"product {name} for t = 1..T"))
+    return out
+
+
+def _hoisted(plan: StepPlan, layout: Layout) -> list[ir.Stmt]:
+    """Products over x_t: one matrix product for every step."""
+    out: list[ir.Stmt] = []
 
     def stacked(base: str, k: int) -> ir.Node:
         if (base, k) == ("x", 0):
             return N("x_all")
         raise CodegenError(f"the hoisted input term reads {base} at offset {k}")
 
-    a_code = None
+    for product in plan.products:
+        if product.hoisted:
+            width = width_code(product.rows[1] - product.rows[0])
+            code = _product_code(layout, product, stacked, layout.params())
+            out.append(ir.Assign(N(product.name), op("reshape", code, ir.Tuple(
+                (N("T"), N("B"), width))), "hoisted, every t: " + product_comment(product)))
+    return out
 
-    def loop_env(base: str, k: int) -> ir.Node:
-        if (base, k) == ("h", -1):
-            return Idx(N("HS"), "t - 1")
-        if (base, k) == ("a", 0):
-            return a_code
-        raise CodegenError(f"the time loop reads {base} at offset {k}")
 
-    a_code = op("add", rows(recurrent, loop_env, params), Idx(N("P"), "t - 1"))
-    h_code = rows(h_eq.rhs, loop_env, params)
+def state_args(plan: StepPlan) -> tuple[str, ...]:
+    return tuple(f"{state_arg(s)}=None" for s in plan.states)
+
+
+def lower_forward(spec: Spec, plan: StepPlan, layout: Layout, last: bool,
+                  head_reads: list[str]) -> ir.FunctionDef:
+    """``forward``: the cache holds the states, the stored values and what the head needs."""
+    net = plan.network
+    stored_products = stored_products_of(plan)
+    inits = [N(state_arg(s)) for s in plan.states]
     body: list[ir.Stmt] = [
-        ir.Assign(ir.Tuple((N("B"), N("T"))), op("check", N("x"), N("y"), N("h0"))),
+        ir.Assign(ir.Tuple((N("B"), N("T"))), op("check" if len(inits) == 1 else "check4",
+                                                 N("x"), N("y"), *inits)),
         ir.Assign(N("dtype"), op("dtype_of", N("x"))),
         ir.Assign(N("device"), op("device_of", N("x"))),
-        *unpack_params(list(params)),
+        *unpack_params(layout.module_params()),
+        *layout.build_stacks(),
         ir.Assign(N("x_all"), op("reshape", op("time_major", N("x")),
                                  ir.Tuple((op("mul", N("T"), N("B")), N("D")))),
                   "x_t stacked over t: (T*B, D)"),
-        *_targets(spec, last),
-        ir.Comment("hoisted: the input terms of a_t for every t in one product"),
-        ir.Assign(N("P"), op("reshape", rows(hoisted, stacked, params),
-                             ir.Tuple((N("T"), N("B"), N("H")))),
-                  "(T, B, H)"),
-        ir.Assign(N("HS"), op("empty", ir.Tuple((op("add", N("T"), ir.Num(1)), N("B"), N("H"))),
-                              N("dtype"), N("device")), "h_t for t = 0..T: (T+1, B, H)"),
-        ir.If(op("is_none", N("h0")), (ir.Assign(Idx(N("HS"), "0"), ir.Num(0)),),
-              (ir.Assign(Idx(N("HS"), "0"), N("h0")),)),
-        ir.Comment(f"recurrence: {h_eq.lhs} = {text(h_eq.rhs)}, {a_eq.lhs} = {text(a_eq.rhs)}"),
+        *targets(spec, last),
+        *_hoisted(plan, layout),
+        *_buffers(plan, layout, stored_products),
+        ir.Comment("recurrence: " + "; ".join(f"{e.lhs} = {text(e.rhs)}"
+                                              for e in net.step_equations(
+                                                  t_, net.state_symbols(t_ - 1), head=False))),
         ir.For("t", ir.Num(1), op("add", N("T"), ir.Num(1)), 1,
-               (ir.Assign(Idx(N("HS"), "t"), h_code),)),
+               tuple(step_body(plan, layout))),
     ]
+    body += _head(spec, net, last, layout)
+    cache = [(buffer(s), N(buffer(s))) for s in plan.states]
+    cache += [(buffer(b), N(buffer(b))) for b in plan.stored() if not b.startswith("p_")]
+    cache += [(buffer(n), N(buffer(n))) for n in sorted(stored_products)]
+    cache += [(CACHE_NAMES[b], N(CACHE_NAMES[b])) for b in head_reads]
+    cache += [("x_all", N("x_all")), ("T", N("T")), ("B", N("B"))]
+    body.append(ir.Assign(N("cache"), ir.Dict(tuple(dict(cache).items()))))
+    body.append(ir.Return(ir.Tuple((N("loss"), N("cache")))))
+    states = "".join(f"\n{state_arg(s)}: (B, H) or None (zeros)." for s in plan.states)
+    doc = ("Loss L (summed over steps and batch) and the cache for backward.\n\n"
+           f"x: (B, T, D); y: targets (see the module docstring).{states}")
+    return ir.FunctionDef("forward", ("params", "x", "y", *state_args(plan)), doc, tuple(body))
+
+
+def _head(spec: Spec, net, last: bool, layout: Layout) -> list[ir.Stmt]:
+    eqs = net.step_equations(t_, net.state_symbols(t_ - 1))
+    head = [e for e in eqs if e.block == "head"]
+    (loss_eq,) = [e for e in eqs if e.block == "loss"]
+    params = layout.params()
+    body: list[ir.Stmt] = []
     if not last:
         body.append(ir.Assign(N("h_all"), op("reshape", Idx(N("HS"), "1:"),
                                              ir.Tuple((op("mul", N("T"), N("B")), N("H")))),
@@ -97,25 +258,15 @@ def lower_forward(spec: Spec, params, last: bool, stored: list[str]) -> ir.Funct
     env = loss_env(last)
     for eq in head:
         base = eq.lhs.name.split("_{")[0]
-        if isinstance(eq.rhs, MatrixSymbol):
-            body.append(ir.Assign(N(CACHE_NAMES[base]), rows(eq.rhs, env, params),
-                                  f"{base}_t = {text(eq.rhs)}"))
-        else:
-            body.append(ir.Assign(N(CACHE_NAMES[base]), rows(eq.rhs, env, params),
-                                  f"{base}_t: ({'B' if last else 'T*B'}, O)"))
-    body.append(ir.Assign(N("loss"), _loss_code(loss_eq.rhs, env, params),
+        comment = f"{base}_t = {text(eq.rhs)}" if isinstance(eq.rhs, MatrixSymbol) \
+            else f"{base}_t: ({'B' if last else 'T*B'}, O)"
+        body.append(ir.Assign(N(CACHE_NAMES[base]), rows(eq.rhs, env, params), comment))
+    body.append(ir.Assign(N("loss"), loss_code(loss_eq.rhs, env, params),
                           "summed over steps and batch"))
-    cache = ir.Dict(tuple((CACHE_NAMES[b], N(CACHE_NAMES[b])) for b in stored)
-                    + (("T", N("T")), ("B", N("B"))))
-    body.append(ir.Assign(N("cache"), cache))
-    body.append(ir.Return(ir.Tuple((N("loss"), N("cache")))))
-    doc = ("Loss L (summed over steps and batch) and the cache for backward.\n\n"
-           "x: (B, T, D); y: targets (see the module docstring); h0: (B, H) or None (zeros).")
-    fn = ir.FunctionDef("forward", ("params", "x", "y", "h0=None"), doc, tuple(body))
-    return fn
+    return body
 
 
-def _targets(spec: Spec, last: bool) -> list[ir.Stmt]:
+def targets(spec: Spec, last: bool) -> list[ir.Stmt]:
     stmts: list[ir.Stmt] = []
     if spec.loss == "cross_entropy":
         stmts.append(ir.If(op("is_index", N("y")),
@@ -131,7 +282,7 @@ def _targets(spec: Spec, last: bool) -> list[ir.Stmt]:
     return stmts
 
 
-def _loss_code(node, env, params) -> ir.Node:
+def loss_code(node, env, params) -> ir.Node:
     if isinstance(node, MSELoss):
         diff = rows(MatAdd(node.prediction, -node.target), env, params)
         return op("mul", ir.Num(0.5), op("sum_all", op("mul", diff, diff)))

@@ -1,9 +1,10 @@
 """Lowering: a spec's derivation → the code trees of ``forward`` and ``backward``.
 
-:func:`lower` derives the spec (:func:`symrnn.derive.derive`), checks that
-code generation supports it, and hands the step equations and the rolled
-recurrence to :mod:`symrnn.codegen.forward` and :mod:`symrnn.codegen.backward`,
-which apply the matrix-level passes of :mod:`symrnn.codegen.analysis`.
+:func:`lower` derives the spec (:func:`symrnn.engine.derive.derive`), arranges its
+cell's step for code (:func:`symrnn.codegen.plan.plan`: products, stored values, the
+step's reverse pass) and hands both to :mod:`symrnn.codegen.forward`,
+:mod:`symrnn.codegen.backward` and :mod:`symrnn.codegen.streaming`.  Any cell whose
+step the plan can read is supported; only symbolic sizes are refused.
 Nothing in the result is written by hand per spec: a wrong rule in the
 rule table gives a wrong recurrence and so wrong generated code.
 """
@@ -14,11 +15,12 @@ import math
 from dataclasses import dataclass
 
 from symrnn.codegen import ir
-from symrnn.codegen.backward import lower_backward
+from symrnn.codegen.backward import head_reads, lower_backward
 from symrnn.codegen.forward import lower_forward
+from symrnn.codegen.layout import Layout, buffer, stored_products
+from symrnn.codegen.plan import StepPlan, plan
 from symrnn.codegen.streaming import lower_streamed
 from symrnn.engine.derive import Recurrence, derive
-from symrnn.engine.graph import network
 from symrnn.errors import SpecError
 from symrnn.spec import Spec
 
@@ -53,6 +55,8 @@ class Lowered:
     spec: Spec
     options: Options
     recurrence: Recurrence
+    plan: StepPlan
+    layout: Layout
     forward: ir.FunctionDef
     backward: ir.FunctionDef
     buffers: frozenset[str]
@@ -63,11 +67,6 @@ class Lowered:
 
 def check_supported(spec: Spec) -> None:
     """Raise SpecError for specs the code generator does not handle."""
-    if spec.cell != "elman":
-        raise SpecError(
-            f"code generation supports cell 'elman' only, got cell {spec.cell!r} "
-            f"(its derivation exists: `symrnn derive --cell {spec.cell}`)"
-        )
     if not spec.is_concrete:
         raise SpecError(
             "code generation expected integer sizes, got "
@@ -79,15 +78,18 @@ def lower(spec: Spec, options: Options | None = None) -> Lowered:
     options = options or Options()
     check_supported(spec)
     rec = derive(spec).recurrence
-    names = list(network(spec).params)
-    params = {n: ir.Name(n) for n in names}
+    step = plan(spec)
+    layout = Layout(step)
     last = spec.topology == "many_to_one"
-    backward, buffers, stored = lower_backward(spec, rec, names, params, last, options.tbptt,
-                                               options.clip, options.clip_value)
-    forward = lower_forward(spec, params, last, stored)
+    backward, buffers = lower_backward(spec, rec, step, layout, last, options.tbptt,
+                                       options.clip, options.clip_value)
+    forward = lower_forward(spec, step, layout, last, head_reads(rec))
+    buffers |= {buffer(s) for s in step.states} | {buffer(b) for b in step.stored()}
+    buffers |= {buffer(p) for p in stored_products(step)}
     streamed = None
     if options.tbptt is not None:
-        streamed = lower_streamed(spec, rec, names, params, options.tbptt, options.clip,
+        streamed = lower_streamed(spec, rec, step, layout, options.tbptt, options.clip,
                                   options.clip_value)
-        buffers = set(buffers) | {"ring"}
-    return Lowered(spec, options, rec, forward, backward, frozenset(buffers), streamed)
+        buffers |= {"ring"}
+    return Lowered(spec, options, rec, step, layout, forward, backward, frozenset(buffers),
+                   streamed)

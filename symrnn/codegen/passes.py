@@ -22,7 +22,7 @@
   printed text of this backend (NumPy has no ``device``).
 
 The matrix-level passes (hoisting, sharing across time, stacked gradients,
-stored outputs) run earlier, in :mod:`symrnn.codegen.analysis`.
+stored outputs) run earlier, in :mod:`symrnn.codegen.plan` and the lowering.
 ``PASSES`` lists these in order; :func:`run_passes` applies a chosen subset.
 """
 
@@ -274,6 +274,7 @@ def _replace_in(body: tuple[ir.Stmt, ...], swap: dict) -> tuple[ir.Stmt, ...]:
 
 def _view_name(node: ir.Index) -> str:
     index = node.index.replace(" - ", "m").replace(" + ", "p").replace(" % ", "mod")
+    index = index.replace(", :, ", "_").replace(":", "_")
     return f"{node.base.id}_" + "".join(c for c in index if c.isalnum() or c == "_")
 
 

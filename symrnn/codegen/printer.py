@@ -42,6 +42,7 @@ _BIN = {
     "reshape": ("{0}.reshape({1})", ATOM, (ATOM, 0)),
     "float": ("float({0})", ATOM, (0,)),
     "check": ("_check({0}, {1}, {2})", ATOM, (0, 0, 0)),
+    "check4": ("_check({0}, {1}, {2}, {3})", ATOM, (0, 0, 0, 0)),
 }
 
 
@@ -130,6 +131,7 @@ NUMPY = Backend(
         "softmax": "_softmax({0})",
         "log_softmax": "_log_softmax({0})",
         "sum_all": "{0}.sum()",
+        "cat0": "np.concatenate({0})",
         "sum0": "{0}.sum(axis=0)",
         "rowsum": "{0}.sum(axis=-1, keepdims=True)",
         "zeros": ("np.zeros({0}, dtype={1})", 3),
@@ -158,6 +160,7 @@ TORCH = Backend(
         "softmax": "torch.softmax({0}, dim=-1)",
         "log_softmax": "torch.log_softmax({0}, dim=-1)",
         "sum_all": "{0}.sum()",
+        "cat0": "torch.cat({0})",
         "sum0": "{0}.sum(dim=0)",
         "rowsum": "{0}.sum(dim=-1, keepdim=True)",
         "zeros": "torch.zeros({0}, dtype={1}, device={2})",

@@ -20,6 +20,22 @@ name       alias  role
 ``b_y``    c      output bias, O×1
 ``h_0``           initial state, H×1
 =========  =====  ==========================================
+
+Gated cells name their parameters per gate g: W_h{g} (H×H), W_x{g} (H×D) and b_{g}
+(one bias) or b_x{g} and b_h{g} (two biases, ``layout = "torch"``).  Their stacked
+torch names (:attr:`CellDef.stacks`), the one table that maps the two namings:
+
+===========  =====================================  ==============================
+torch        LSTM (i, f, g, o)                      GRU, GRU v1 (r, z=u, n)
+===========  =====================================  ==============================
+weight_ih    [W_xi; W_xf; W_xg; W_xo]  (4H×D)       [W_xr; W_xu; W_xn]  (3H×D)
+weight_hh    [W_hi; W_hf; W_hg; W_ho]  (4H×H)       [W_hr; W_hu; W_hn]  (3H×H)
+bias_ih      [b_xi; b_xf; b_xg; b_xo]  (b_i, ...)   [b_xr; b_xu; b_xn]  (b_r, b_u, b_n)
+bias_hh      [b_hi; b_hf; b_hg; b_ho]  (zeros)      [b_hr; b_hu; b_hn]  (0; 0; b_hn)
+===========  =====================================  ==============================
+
+(in parentheses: the one-bias names).  Elman: weight_ih = W_xh, weight_hh = W_hh,
+bias_ih = b_xh (b_h), bias_hh = b_hh.
 """
 
 from __future__ import annotations
@@ -109,12 +125,17 @@ class StepBuilder:
         return self.params.get(name)
 
     def affine(self, gate: str, h_in, x_in=None):
-        """W_h{gate} h + W_x{gate} x + b_{gate} (the usual pre-activation)."""
+        """W_h{gate} h + W_x{gate} x + the gate's bias(es) (the usual pre-activation)."""
         return add(
             matmul(self.p(f"W_h{gate}"), h_in),
             matmul(self.p(f"W_x{gate}"), self.x if x_in is None else x_in),
-            self.p(f"b_{gate}"),
+            self.input_bias(gate),
+            self.p(f"b_h{gate}") if f"b_x{gate}" in self.params else None,
         )
+
+    def input_bias(self, gate: str):
+        """b_{gate} (one bias per gate) or b_x{gate} (two); None without biases."""
+        return self.params.get(f"b_{gate}", self.params.get(f"b_x{gate}"))
 
     @staticmethod
     def f(op: str, arg: MatrixExpr) -> MatrixExpr:
@@ -126,16 +147,52 @@ class CellDef:
     name: str
     states: tuple[str, ...]
     """State names; the first one (h) is what the output head reads."""
-    params: tuple[ParamDef, ...]
+    param_defs: Callable[[bool], tuple[ParamDef, ...]]
+    """two_biases → the cell's parameters (one bias per gate, or an input and a recurrent one)."""
     step: Callable[[StepBuilder], None]
+    stacks: Callable[[bool], dict[str, tuple[str | None, ...]]]
+    """two_biases → torch's stacked tensors and the per-gate parameters in them (None: a
+    zero block, e.g. bias_hh of the one-bias GRU, whose only recurrent bias is b_hn)."""
+
+    def params(self, two_biases: bool = False) -> tuple[ParamDef, ...]:
+        return self.param_defs(two_biases)
 
 
-def _gate_params(gates: str) -> tuple[ParamDef, ...]:
-    out: list[ParamDef] = []
-    for g in gates:
-        out += [ParamDef(f"W_h{g}", ("H", "H")), ParamDef(f"W_x{g}", ("H", "D")),
-                ParamDef(f"b_{g}", ("H", "1"), is_bias=True)]
-    return tuple(out)
+def _gate_params(gates: str, recurrent_bias: str = "") -> Callable[[bool], tuple[ParamDef, ...]]:
+    """W_h{g}, W_x{g} and the bias(es) of each gate, in ``gates`` order.
+
+    One bias per gate (``two_biases=False``): b_{g}, plus b_h{g} for the gates in
+    ``recurrent_bias`` (the GRU's b_hn, which cannot merge); two biases: b_x{g}, b_h{g}.
+    """
+
+    def params(two_biases: bool) -> tuple[ParamDef, ...]:
+        out: list[ParamDef] = []
+        for g in gates:
+            out += [ParamDef(f"W_h{g}", ("H", "H")), ParamDef(f"W_x{g}", ("H", "D"))]
+            if two_biases:
+                out += [ParamDef(f"b_x{g}", ("H", "1"), True), ParamDef(f"b_h{g}", ("H", "1"), True)]
+            else:
+                out.append(ParamDef(f"b_{g}", ("H", "1"), True))
+                if g in recurrent_bias:
+                    out.append(ParamDef(f"b_h{g}", ("H", "1"), True))
+        return tuple(out)
+
+    return params
+
+
+def _stacks(gates: str, recurrent_bias: str = "") -> Callable[[bool], dict]:
+    """torch's stacked parameters → the per-gate names they hold, top to bottom."""
+
+    def stacks(two_biases: bool) -> dict[str, tuple[str | None, ...]]:
+        return {
+            "weight_ih": tuple(f"W_x{g}" for g in gates),
+            "weight_hh": tuple(f"W_h{g}" for g in gates),
+            "bias_ih": tuple(f"b_x{g}" if two_biases else f"b_{g}" for g in gates),
+            "bias_hh": tuple(f"b_h{g}" if two_biases or g in recurrent_bias else None
+                             for g in gates),
+        }
+
+    return stacks
 
 
 def _elman_step(b: StepBuilder) -> None:
@@ -147,39 +204,49 @@ def _lstm_step(b: StepBuilder) -> None:
     h, c = b.prev["h"], b.prev["c"]
     i = b.let("i", b.f("sigmoid", b.affine("i", h)))
     f = b.let("f", b.f("sigmoid", b.affine("f", h)))
-    o = b.let("o", b.f("sigmoid", b.affine("o", h)))
     g = b.let("g", b.f("tanh", b.affine("g", h)))
+    o = b.let("o", b.f("sigmoid", b.affine("o", h)))
     c_new = b.let("c", add(hadamard(f, c), hadamard(i, g)))
     b.let("h", hadamard(o, b.f("tanh", c_new)))
 
 
+def _gru_update(b: StepBuilder, u, n) -> None:
+    b.let("h", add(hadamard(sub(ones_like(u), u), n), hadamard(u, b.prev["h"])))
+
+
 def _gru_step(b: StepBuilder) -> None:
+    """Reset after the recurrent product (torch.nn.GRU, cuDNN)."""
     h = b.prev["h"]
     r = b.let("r", b.f("sigmoid", b.affine("r", h)))
     u = b.let("u", b.f("sigmoid", b.affine("u", h)))
     recurrent = add(matmul(b.p("W_hn"), h), b.p("b_hn"))
-    n = b.let("n", b.f("tanh", add(matmul(b.p("W_xn"), b.x), b.p("b_n"), hadamard(r, recurrent))))
-    b.let("h", add(hadamard(sub(ones_like(u), u), n), hadamard(u, h)))
+    n = b.let("n", b.f("tanh", add(matmul(b.p("W_xn"), b.x), b.input_bias("n"),
+                                   hadamard(r, recurrent))))
+    _gru_update(b, u, n)
+
+
+def _gru_v1_step(b: StepBuilder) -> None:
+    """Reset before the recurrent product (Cho et al. 2014, TensorFlow's GRUBlockCell)."""
+    h = b.prev["h"]
+    r = b.let("r", b.f("sigmoid", b.affine("r", h)))
+    u = b.let("u", b.f("sigmoid", b.affine("u", h)))
+    n = b.let("n", b.f("tanh", b.affine("n", hadamard(r, h))))
+    _gru_update(b, u, n)
+
+
+def _cell(name: str, states: tuple[str, ...], gates: str, step, recurrent_bias: str = "",
+          ) -> CellDef:
+    return CellDef(name, states, _gate_params(gates, recurrent_bias), step,
+                   _stacks(gates, recurrent_bias))
 
 
 CELLS: dict[str, CellDef] = {
-    "elman": CellDef(
-        "elman", ("h",),
-        (ParamDef("W_hh", ("H", "H")), ParamDef("W_xh", ("H", "D")),
-         ParamDef("b_h", ("H", "1"), is_bias=True)),
-        _elman_step,
-    ),
-    "lstm": CellDef(
-        "lstm", ("h", "c"), _gate_params("ifog"), _lstm_step,
-    ),
-    "gru": CellDef(
-        "gru", ("h",),
-        _gate_params("ru") + (ParamDef("W_hn", ("H", "H")), ParamDef("W_xn", ("H", "D")),
-                              ParamDef("b_n", ("H", "1"), is_bias=True),
-                              ParamDef("b_hn", ("H", "1"), is_bias=True)),
-        _gru_step,
-    ),
+    "elman": _cell("elman", ("h",), "h", _elman_step),
+    "lstm": _cell("lstm", ("h", "c"), "ifgo", _lstm_step),
+    "gru": _cell("gru", ("h",), "run", _gru_step, recurrent_bias="n"),
+    "gru_v1": _cell("gru_v1", ("h",), "run", _gru_v1_step),
 }
+"""Gates in torch's order (LSTM i, f, g, o; GRU r, z, n with z named u here)."""
 
 HEAD_PARAMS = (ParamDef("W_hy", ("O", "H")), ParamDef("b_y", ("O", "1"), is_bias=True))
 

@@ -68,6 +68,13 @@ class Network:
         return self.cell.states
 
     @property
+    def stacks(self) -> dict[str, tuple[str | None, ...]]:
+        """torch's stacked parameters → the per-gate names in them (absent ones None)."""
+        table = self.cell.stacks(self.spec.layout == "torch")
+        return {name: tuple(p if p in self.params else None for p in members)
+                for name, members in table.items()}
+
+    @property
     def bias_names(self) -> frozenset[str]:
         return frozenset(p.name for p in self.param_defs if p.is_bias)
 
@@ -118,7 +125,8 @@ def network(spec: Spec) -> Network:
     """Resolve ``spec`` into its :class:`Network` (once per spec)."""
     cell = cell_for(spec)
     sizes = Sizes.of(spec)
-    defs = tuple(p for p in cell.params + head_params() if spec.bias or not p.is_bias)
+    defs = tuple(p for p in cell.params(spec.layout == "torch") + head_params()
+                 if spec.bias or not p.is_bias)
     params = {p.name: p.symbol(sizes) for p in defs}
     states = {s: timed(s, 0, sizes.H) for s in cell.states}
     return Network(spec, cell, sizes, defs, params, states)
