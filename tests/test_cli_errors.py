@@ -265,9 +265,9 @@ def test_latex_tbptt_follows_the_codegen_rule():
     assert run("latex", "--tbptt", "2,3").exit_code == 0
 
 
-def test_verify_gru_names_the_cell_given():
-    line = assert_one_line_error(run("verify", "--cell", "gru", "--T", "3"), "'gru'")
-    assert "symrnn derive --cell gru" in line and "lstm" not in line
+def test_verify_unknown_cell_names_it_and_suggests():
+    line = assert_one_line_error(run("verify", "--cell", "gruu", "--T", "3"), "'gruu'")
+    assert "did you mean 'gru'" in line
 
 
 def test_derive_aliases_left_hand_side():

@@ -365,9 +365,9 @@ def _hoist(state: dict, adjoint: set[str]) -> list:
     return [(sym, f) for f, sym in factors.items()]
 
 
-@functools.lru_cache(maxsize=64)
 def plan(spec: Spec) -> StepPlan:
-    """The :class:`StepPlan` of ``spec``'s cell (cached per spec)."""
+    """The :class:`StepPlan` of ``spec``'s cell (not cached: it is cheap, and a rule
+    patched at run time must reach it)."""
     net = network(spec)
     slots = _Slots(net)
     equations = _equations(net, slots)

@@ -275,7 +275,7 @@ class Printer:
         if isinstance(stmt, ir.Expr):
             return self._commented(pad, self.expr(stmt.value), stmt.comment)
         if isinstance(stmt, ir.Comment):
-            return [pad + "# " + stmt.text]
+            return wrap_comment(pad, stmt.text, self.width)
         if isinstance(stmt, ir.Blank):
             return [""]
         if isinstance(stmt, ir.Return):
@@ -307,10 +307,90 @@ class Printer:
     width = 99
 
     def _commented(self, pad: str, line: str, comment: str) -> list[str]:
-        """``line  # comment``, or the comment on its own line above when too long."""
+        """``line  # comment``, or the comment on its own lines above when too long."""
+        code = wrap_code(pad, line, self.width)
         if not comment:
-            return [pad + line]
+            return code
         joined = f"{pad}{line}  # {comment}"
-        if len(joined) <= self.width:
+        if len(joined) <= self.width and len(code) == 1:
             return [joined]
-        return [f"{pad}# {comment}", pad + line]
+        return wrap_comment(pad, comment, self.width) + code
+
+
+def _depths(text: str) -> list[int]:
+    """Bracket depth at each character (strings are not tracked: generated code has none
+    with brackets)."""
+    depth, out = 0, []
+    for ch in text:
+        if ch in ")]}":
+            depth -= 1
+        out.append(depth)
+        if ch in "([{":
+            depth += 1
+    return out
+
+
+def _breaks(text: str, level: int) -> list[int]:
+    """Positions where a line may break at bracket depth ``level``: before a binary
+    operator, or after a comma."""
+    depths = _depths(text)
+    out = []
+    for i in range(1, len(text) - 2):
+        if depths[i] != level:
+            continue
+        if text[i] == " " and text[i + 1] in "+-*@/" and text[i + 2] == " " and text[i - 1] != "(":
+            out.append(i)
+        elif text[i - 1] == "," and text[i] == " ":
+            out.append(i)
+    return out
+
+
+_ASSIGN = re.compile(r" ([-+*/@]?=) ")
+
+
+def wrap_code(pad: str, line: str, width: int) -> list[str]:
+    """A long ``target = value`` line as ``target = (`` … ``)`` broken at the shallowest
+    operators and commas that make every piece fit."""
+    match = _ASSIGN.search(line)
+    if len(pad) + len(line) <= width or match is None:
+        return [pad + line]
+    head, value = line[:match.end()].rstrip(), line[match.end():]
+    inner = pad + "    "
+    for level in range(0, 4):
+        lines = _fill(_split_at(value, _breaks(value, level)), inner, width)
+        if all(len(x) <= width for x in lines):
+            return [f"{pad}{head} ("] + lines + [pad + ")"]
+    return [pad + line]
+
+
+def _split_at(text: str, cuts: list[int]) -> list[str]:
+    pieces, start = [], 0
+    for cut in cuts:
+        pieces.append(text[start:cut])
+        start = cut + 1
+    return pieces + [text[start:]]
+
+
+def _fill(pieces: list[str], indent: str, width: int) -> list[str]:
+    lines, current = [], ""
+    for piece in pieces:
+        candidate = f"{current} {piece}" if current else piece
+        if current and len(indent) + len(candidate) > width:
+            lines.append(indent + current)
+            current = piece
+        else:
+            current = candidate
+    return lines + [indent + current]
+
+
+def wrap_comment(pad: str, comment: str, width: int) -> list[str]:
+    """A comment as ``# ...`` lines of at most ``width`` characters, broken at spaces."""
+    words, lines, current = comment.split(" "), [], ""
+    for word in words:
+        candidate = f"{current} {word}" if current else word
+        if current and len(pad) + 2 + len(candidate) > width:
+            lines.append(f"{pad}# {current}")
+            current = word
+        else:
+            current = candidate
+    return lines + [f"{pad}# {current}"]

@@ -170,7 +170,8 @@ def _gate_params(gates: str, recurrent_bias: str = "") -> Callable[[bool], tuple
         for g in gates:
             out += [ParamDef(f"W_h{g}", ("H", "H")), ParamDef(f"W_x{g}", ("H", "D"))]
             if two_biases:
-                out += [ParamDef(f"b_x{g}", ("H", "1"), True), ParamDef(f"b_h{g}", ("H", "1"), True)]
+                out += [ParamDef(f"b_x{g}", ("H", "1"), True),
+                        ParamDef(f"b_h{g}", ("H", "1"), True)]
             else:
                 out.append(ParamDef(f"b_{g}", ("H", "1"), True))
                 if g in recurrent_bias:

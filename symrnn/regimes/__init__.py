@@ -7,10 +7,15 @@ network and its generated kernel) → :mod:`~symrnn.regimes.measure`
 (‖∂L/∂h_k‖ from the generated backward code, fitted rate) →
 :mod:`~symrnn.regimes.sweep` (rows and verdicts) → :mod:`~symrnn.regimes.format`,
 :mod:`~symrnn.regimes.plot`, :mod:`~symrnn.regimes.section` (report).
+Every cell (LSTM, GRU, GRU v1 and Elman alike): :mod:`~symrnn.regimes.stepper` (the
+cell's step and its state Jacobian, evaluated from the cell's definition; carry gates)
+→ :mod:`~symrnn.regimes.gated` (predicted against measured decay per cell and carry
+bias, the claim that gating fixes vanishing).
 Rates are log-norm change per step of lag n = T - k.
 """
 
 from symrnn.regimes.families import FAMILIES, make_recurrent
+from symrnn.regimes.gated import CellResult, CellRow, cell_sweep, cells_json, compare_cells
 from symrnn.regimes.measure import Measurement, fit_rate, measure
 from symrnn.regimes.network import DEFAULT_HIDDEN, kernel, regime_spec
 from symrnn.regimes.spectrum import (
@@ -31,10 +36,15 @@ __all__ = [
     "MARGINAL_BAND",
     "RTOL",
     "Analysis",
+    "CellResult",
+    "CellRow",
     "Measurement",
     "Row",
     "Run",
     "analyse",
+    "cell_sweep",
+    "cells_json",
+    "compare_cells",
     "compare_activations",
     "fit_rate",
     "kernel",

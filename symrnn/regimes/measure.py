@@ -30,7 +30,7 @@ from symrnn.regimes.network import trajectory
 from symrnn.regimes.spectrum import lyapunov_exponent
 from symrnn.spec import Spec
 
-__all__ = ["Measurement", "measure", "fit_rate", "grad_norm", "LYAPUNOV_SKIP"]
+__all__ = ["Measurement", "measure", "fit_rate", "grad_norm", "log_norms", "LYAPUNOV_SKIP"]
 
 LYAPUNOV_SKIP = 0.1
 """Fraction of the trajectory spent aligning the QR basis before averaging."""
@@ -87,7 +87,7 @@ class Measurement:
             return float(np.exp(logs[self.peak_lag] - logs[0]))
 
 
-def _log_norms(vectors: np.ndarray) -> np.ndarray:
+def log_norms(vectors: np.ndarray) -> np.ndarray:
     """log‖v‖ per row, scaled so finite rows never overflow; inf/NaN rows give NaN."""
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         peak = np.max(np.abs(vectors), axis=-1, keepdims=True)
@@ -156,7 +156,7 @@ def measure(spec: Spec, params: dict, x: np.ndarray, y: np.ndarray, *, kernel: M
     delta = np.asarray(grads["delta"])[0]  # (T, H): ∂L/∂h_t, t = 1..T
     h0 = np.asarray(grads["h_0"])[0]
     by_lag = np.vstack([delta[::-1], h0[None, :]])  # row n: ∂L/∂h_{T-n}
-    logs = _log_norms(by_lag)
+    logs = log_norms(by_lag)
     h, d = trajectory(spec, params, x)
     slope, intercept, stop = fit_rate(logs, fit_start)
     if math.isnan(slope) and stop < len(logs) and logs[stop] == -np.inf:

@@ -1,7 +1,8 @@
-"""A concrete Elman network for regime measurements, and the generated kernel.
+"""A concrete network for regime measurements (any cell), and the generated kernel.
 
 Parameters use the column-vector math shapes of the generated code (and of
-``torch.nn.RNN``): W_hh (H, H), W_xh (H, D), b_h (H,), W_hy (O, H), b_y (O,).
+``torch.nn.RNN``): W_hh (H, H), W_xh (H, D), b_h (H,), W_hy (O, H), b_y (O,); a gated
+cell has W_h{g} (H, H), W_x{g} (H, D) and b_{g} (H,) per gate g.
 Inputs are batch-first: x (B, T, D); many_to_one targets y (B, O).
 
 Measurements always use the many_to_one topology (the loss sits at t = T
@@ -17,6 +18,7 @@ from types import ModuleType
 
 import numpy as np
 
+from symrnn.engine.graph import network
 from symrnn.errors import SpecError, SymrnnError
 from symrnn.ops import NUMPY_ALGEBRA, elementwise
 from symrnn.spec import DEFAULT_SPEC, Spec
@@ -27,6 +29,7 @@ __all__ = [
     "default_hidden",
     "PARAM_NAMES",
     "regime_spec",
+    "spectral",
     "random_params",
     "random_sequence",
     "trajectory",
@@ -41,13 +44,12 @@ PARAM_NAMES = ("W_hh", "W_xh", "b_h", "W_hy", "b_y")
 
 def regime_spec(spec: Spec, *, hidden_size: int | None = None, input_size: int | None = None,
                 output_size: int | None = None) -> Spec:
-    """``spec`` made concrete and many_to_one; only the Elman cell is supported."""
-    if spec.cell != "elman":
-        raise SpecError(
-            f"gradient regimes support cell 'elman' only (gated cells need generated "
-            f"code for them), got cell {spec.cell!r}"
-        )
-    changes = {"topology": "many_to_one"}
+    """``spec`` made concrete, many_to_one and per-gate named (layout 'notes'); any cell.
+
+    Cells other than Elman are measured by :mod:`symrnn.regimes.gated`; the spectral
+    sweep (:mod:`symrnn.regimes.sweep`) needs :func:`spectral`.
+    """
+    changes = {"topology": "many_to_one", "layout": "notes"}
     for name, value in (("hidden_size", hidden_size), ("input_size", input_size),
                         ("output_size", output_size)):
         if value is not None:
@@ -59,6 +61,12 @@ def regime_spec(spec: Spec, *, hidden_size: int | None = None, input_size: int |
             f"H={out.hidden_size}, D={out.input_size}, O={out.output_size}"
         )
     return out
+
+
+def spectral(spec: Spec) -> bool:
+    """Whether Pascanu's analysis of one matrix applies: a single state and W_hh."""
+    net = network(spec)
+    return len(net.states) == 1 and "W_hh" in net.params
 
 
 def default_hidden(spec: Spec) -> int:

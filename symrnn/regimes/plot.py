@@ -6,6 +6,9 @@
   ▼ at the last nonzero lag; a run with no finite value says so in its label.
 * :func:`plot_runs`: one line per labelled run (e.g. one per activation at
   matched scale), with its predicted slope dashed.
+* :func:`plot_cells`: one line per row of a cell comparison
+  (:mod:`symrnn.regimes.gated`), the median over seeds of log‖∂L/∂h_k‖ relative to lag
+  0, a colour map per cell and a shade per carry bias, the predicted slope dashed.
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from symrnn.regimes.gated import CellResult
 from symrnn.regimes.sweep import Run
 
-__all__ = ["plot_sweep", "plot_runs"]
+__all__ = ["plot_sweep", "plot_runs", "plot_cells"]
 
 
 def _pyplot():
@@ -53,9 +57,10 @@ def _draw(ax, run: Run, label: str, color) -> None:
 
 
 def _finish(fig, ax, title: str, path: Path,
-            legend: str = "solid: measured, dashed: predicted") -> Path:
+            legend: str = "solid: measured, dashed: predicted",
+            ylabel: str = "log ‖∂L/∂h_k‖") -> Path:
     ax.set_xlabel("lag T - k")
-    ax.set_ylabel("log ‖∂L/∂h_k‖")
+    ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, title=legend, title_fontsize=8)
@@ -97,5 +102,46 @@ def plot_runs(runs: Sequence[Run], labels: Sequence[str], path: str | Path, titl
         _draw(ax, run, f"{label}: {run.row.measured_rate:+.3f}/step", color)
     try:
         return _finish(fig, ax, title, path)
+    finally:
+        plt.close(fig)
+
+
+_CELL_MAPS = ("Greys", "Blues", "Greens", "Oranges", "Purples", "Reds")
+
+
+def _cell_colors(results: Sequence[CellResult]) -> list:
+    """One colour map per cell (in order of appearance), a shade per row of that cell."""
+    plt = _pyplot()
+    cells = list(dict.fromkeys(r.row.cell for r in results))
+    counts = {c: sum(r.row.cell == c for r in results) for c in cells}
+    seen: dict[str, int] = {}
+    colors = []
+    for res in results:
+        cell = res.row.cell
+        k, n = seen.get(cell, 0), counts[cell]
+        seen[cell] = k + 1
+        cmap = plt.get_cmap(_CELL_MAPS[cells.index(cell) % len(_CELL_MAPS)])
+        colors.append(cmap(0.55 + 0.4 * (k + 1) / n if n > 1 else 0.8))
+    return colors
+
+
+def plot_cells(results: Sequence[CellResult], path: str | Path, title: str) -> Path:
+    """Every row's median curve (solid) and predicted slope (dashed); returns the path."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8.5, 5.2))
+    for res, color in zip(results, _cell_colors(results), strict=True):
+        curve = res.curve()
+        lags = np.arange(len(curve))
+        finite = np.isfinite(curve)
+        ax.plot(lags[finite], curve[finite], color=color, lw=1.6,
+                label=f"{res.row.label}: {res.row.measured_rate:+.3f}/step")
+        start = res.samples[0].fit_start
+        if np.isfinite(res.row.predicted_rate) and np.isfinite(curve[start]):
+            span = lags[start:]
+            ax.plot(span, curve[start] + res.row.predicted_rate * (span - start), color=color,
+                    lw=0.9, ls="--")
+    try:
+        return _finish(fig, ax, title, path, "solid: measured, dashed: predicted (Jacobian)",
+                       "log ‖∂L/∂h_k‖ - log ‖∂L/∂h_T‖ (median over seeds)")
     finally:
         plt.close(fig)

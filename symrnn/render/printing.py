@@ -111,7 +111,7 @@ class SymrnnLatexPrinter(_MatrixSyntax, LatexPrinter):
         return symbol_latex(expr.name, self.notation)
 
 
-def _negated(term):
+def negative_part(term):
     """−term when term carries a negative coefficient, else None."""
     if isinstance(term, MatMul):
         coeff, mats = term.as_coeff_matrices()
@@ -122,10 +122,10 @@ def _negated(term):
 
 def _join_sum(printer, expr) -> str:
     """a + b − c with positive terms first (1 − h⊙h, ŷ − y), otherwise in order."""
-    terms = sorted(expr.args, key=lambda term: _negated(term) is not None)
+    terms = sorted(expr.args, key=lambda term: negative_part(term) is not None)
     out = printer._print(terms[0])
     for term in terms[1:]:
-        negated = _negated(term)
+        negated = negative_part(term)
         if negated is None:
             out += " + " + printer._print(term)
         else:

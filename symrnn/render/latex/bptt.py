@@ -16,47 +16,60 @@ engine's recurrence and unrolled gradients; a section takes a
 
 from __future__ import annotations
 
-from sympy import MatrixSymbol, Symbol
+from sympy import MatAdd, MatrixSymbol, Symbol
 
 from symrnn.engine.derive import derive_unrolled
 from symrnn.engine.expr import T_SYMBOL, add, at_time, split_timed, timed
 from symrnn.ops import ELEMENTWISE
 from symrnn.render.jacobians import Diag, jacobian_factors, to_diag_form
-from symrnn.render.latex.sections import Context, display
+from symrnn.render.latex.rows import BUDGET_EM, tex_width
+from symrnn.render.latex.sections import Context, display, prose_list
 
 __all__ = ["SECTIONS", "recurrence_rows", "shift_times"]
 
 T_LAST = Symbol("T", integer=True, positive=True)
+T_TAU = Symbol(r"\tau", integer=True, positive=True)
 TILDE_DELTA = r"\tilde{\delta}"
 
 
-def _sum(c: Context, name: str, summand) -> str:
+def _sum(c: Context, name: str, summand) -> list[str]:
     lhs = c.d("L", c.name(name))
     if summand is None:
-        return f"{lhs} &= 0"
+        return [f"{lhs} &= 0"]
     if c.recurrence.summand_range(name) == "t=T":
-        return rf"{lhs} &= {c.tex(at_time(summand, T_LAST))}"
-    return rf"{lhs} &= \sum_{{t=1}}^{{T}} {c.tex(summand)}"
+        return c.eq(lhs, at_time(summand, T_LAST))
+    total = r"\sum_{t=1}^{T}"
+    rows = c.eq(f"{lhs} &= {total}", summand, rel="")
+    if len(rows) > 1 and isinstance(summand, MatAdd):
+        rows[0] = rows[0].replace(total, total + r" \Bigl(", 1)
+        rows[-1] += r" \Bigr)"
+    return rows
+
+
+def _delta_rows(c: Context, state: str) -> list[str]:
+    rec = c.recurrence
+    delta, expr = rec.deltas[state]
+    local, carry = rec.local[state], rec.carry[state]
+    if rec.loss_at_every_step or local is None:
+        rows = c.eq(c.tex(delta), expr)
+        jac = add(to_diag_form(local), to_diag_form(carry))
+        return rows + (c.eq("", jac) if jac != expr else [])
+    rows = c.eq(c.tex(delta), carry)
+    rows[-1] += r" \qquad (t < T)"
+    return c.eq(c.tex(at_time(delta, T_LAST)), at_time(local, T_LAST)) + rows
 
 
 def recurrence_rows(c: Context) -> list[str]:
-    """e_t, δ_t, δ_{T+1} = 0, every ∂L/∂θ as a sum over t, ∂L/∂h_0 (align rows)."""
+    """e_t, δ_t (every state), δ_{T+1} = 0, every ∂L/∂θ as a sum over t, ∂L/∂s_0 (align rows)."""
     rec = c.recurrence
     error_sym, error = rec.output_error
     rows = [rf"{c.tex(error_sym)} &= {c.tex(error)}"]
-    for state, (delta, expr) in rec.deltas.items():
-        local, carry = rec.local[state], rec.carry[state]
-        if rec.loss_at_every_step or local is None:
-            rows.append(rf"{c.tex(delta)} &= {c.tex(expr)}")
-            jac = add(to_diag_form(local), to_diag_form(carry))
-            if jac != expr:
-                rows.append(rf"&= {c.tex(jac)}")
-        else:
-            rows.append(rf"{c.tex(at_time(delta, T_LAST))} &= {c.tex(at_time(local, T_LAST))}")
-            rows.append(rf"{c.tex(delta)} &= {c.tex(carry)} \qquad (t < T)")
+    for state in rec.deltas:
+        rows += _delta_rows(c, state)
     rows += [rf"{c.tex(at_time(d, T_LAST + 1))} &= 0" for d, _ in rec.deltas.values()]
-    rows += [_sum(c, name, summand) for name, summand in rec.gradients.items()]
-    rows += [rf"{c.d('L', f'{s}_{{0}}')} &= {c.tex(x)}" for s, x in rec.initial_state.items()]
+    rows += [row for name, summand in rec.gradients.items() for row in _sum(c, name, summand)]
+    rows += [row for s, x in rec.initial_state.items()
+             for row in c.eq(c.d("L", f"{s}_{{0}}"), x)]
     return rows
 
 
@@ -64,27 +77,43 @@ def recurrence_section(c: Context) -> str:
     rec = c.recurrence
     rows = recurrence_rows(c)
     where = "every step" if rec.loss_at_every_step else "the last step only"
+    adjoints = prose_list([f"${c.tex(sym)} = \\partial L/\\partial {s}_{{t}}$"
+                           for s, (sym, _) in rec.deltas.items()])
     return (
         "\\section{The rolled BPTT recurrence (every $T$)}\n"
-        "Derived once from one generic step $t$; $\\delta_t = \\partial L/\\partial h_t$ "
-        "collects everything that reaches $h_t$, from the loss at step $t$ and from step "
-        f"$t+1$. The loss sits at {where}. "
-        "Run $t = T, T-1, \\dots, 1$:\n"
+        f"Derived once from one generic step $t$; {adjoints} "
+        f"collect{'s' if len(rec.deltas) == 1 else ''} everything that reaches the state "
+        "at step $t$, from the loss at step $t$ and from step "
+        f"$t+1$. The loss sits at {where}. The second line of each adjoint is the same "
+        "expression with every elementwise product by forward values written as "
+        "$\\operatorname{diag}(\\cdot)$. Run $t = T, T-1, \\dots, 1$:\n"
         f"{display(rows)}\n"
     )
 
 
 def shift_times(expr, offset: int, rename: dict[str, str]):
-    """Move per-step symbols at integer times by ``offset``; rename bases (delta → δ̃)."""
+    """Move per-step symbols at integer times by ``offset``; rename bases (delta → δ̃,
+    delta^{c} → δ̃^{c})."""
     if expr is None:
         return None
     mapping = {}
     for sym in expr.atoms(MatrixSymbol):
         parts = split_timed(sym)
         if parts is not None and parts[1].lstrip("-").isdigit():
-            base = rename.get(parts[0], parts[0])
-            mapping[sym] = timed(base, int(parts[1]) + offset, *sym.shape)
+            base, sep, sup = parts[0].partition("^")
+            mapping[sym] = timed(rename.get(base, base) + sep + sup, int(parts[1]) + offset,
+                                 *sym.shape)
     return expr.xreplace(mapping)
+
+
+def _tilde(c: Context, time):
+    """δ^s_time → δ̃^s_time for every state (the truncated adjoints)."""
+    out = {}
+    for s in c.net.states:
+        sym = c.net.adjoint_symbol(s, time)
+        base, sep, sup = split_timed(sym)[0].partition("^")
+        out[sym] = timed(TILDE_DELTA + sep + sup, time, *sym.shape)
+    return out
 
 
 def _window_example(c: Context, k1: int, k2: int) -> str:
@@ -96,70 +125,82 @@ def _window_example(c: Context, k1: int, k2: int) -> str:
     shift = tau - k2
     u = derive_unrolled(c.spec, k2)
     rename = {"delta": TILDE_DELTA}
-    rows = [rf"{c.tex(shift_times(s, shift, rename))} &= {c.tex(shift_times(x, shift, rename))}"
-            for s, x in u.definitions]
-    W = c.name("W_hh")
-    grad = shift_times(u.gradients["W_hh"], shift, rename)
-    rows.append(rf"g_{{{tau}}}({W}) &= {c.tex(grad)}")
+    rows = [row for s, x in u.definitions
+            for row in c.eq(c.tex(shift_times(s, shift, rename)), shift_times(x, shift, rename))]
+    W = c.recurrent_weight
+    grad = shift_times(u.gradients[W], shift, rename)
+    rows += c.eq(rf"g_{{{tau}}}({c.name(W)})", grad)
+    start = c.states_at(shift)
     return (
         f"For $(k_1, k_2) = ({k1}, {k2})$ at the boundary $\\tau = {tau}$ the engine, run "
-        f"over the window $t = {shift + 1}, \\dots, {tau}$ with $h_{{{shift}}}$ as its "
+        f"over the window $t = {shift + 1}, \\dots, {tau}$ with ${start}$ as its "
         "constant initial state, gives\n"
         f"{display(rows)}\n"
-        f"Nothing reaches $h_{{{shift}}}$ or earlier steps: that is the truncation.\n"
+        f"Nothing reaches ${start}$ or earlier steps: that is the truncation.\n"
     )
 
 
-def tbptt_section(c: Context) -> str:
+def _tbptt_rows(c: Context) -> list[str]:
     rec = c.recurrence
-    tilde = {rec.deltas["h"][0]: timed(TILDE_DELTA, "t", c.rows),
-             at_time(rec.deltas["h"][0], T_SYMBOL + 1): timed(TILDE_DELTA, "t+1", c.rows)}
-    local = c.tex(rec.local["h"])
-    carry = c.tex(rec.carry["h"].xreplace(tilde))
-    W = c.name("W_hh")
-    summand = c.tex(rec.gradients["W_hh"].xreplace(tilde))
-    rows = [
-        rf"g_{{\tau}}({W}) &= \sum_{{t=\max(1,\, \tau-k_2+1)}}^{{\tau}} {summand}",
-        rf"\tilde{{\delta}}_{{t}} &= \chi_{{t}}\, {local} + {carry}, \qquad "
-        rf"\tilde{{\delta}}_{{\tau+1}} = 0",
-    ]
+    tilde = {**_tilde(c, T_SYMBOL), **_tilde(c, T_SYMBOL + 1)}
+    W = c.recurrent_weight
+    rows = c.eq(rf"g_{{\tau}}({c.name(W)}) &= \sum_{{t=\max(1,\, \tau-k_2+1)}}^{{\tau}}",
+                rec.gradients[W].xreplace(tilde), rel="")
+    for state, (delta, _) in rec.deltas.items():
+        local = rec.local[state]
+        head = f"{c.tex(tilde[delta])} &=" + (rf" \chi_{{t}}\, {c.tex(local)} +" if local else "")
+        rows += c.eq(head, rec.carry[state].xreplace(tilde), rel="")
+    ends = ", ".join(f"{c.tex(at_time(tilde[d], T_TAU + 1))} = 0" for d, _ in rec.deltas.values())
+    if tex_width(rows[-1] + ends) + 4 <= BUDGET_EM:
+        rows[-1] += rf", \qquad {ends}"
+    else:
+        rows.append(rf"& {ends}")
+    return rows
+
+
+def tbptt_section(c: Context) -> str:
     example = _window_example(c, *c.tbptt) if c.tbptt else ""
+    start = c.states_at(r"\tau-k_2")
     return (
         "\\section{Truncated BPTT with $(k_1, k_2)$}\n"
         "Truncation changes the range of the sum, not the summand. The forward pass runs "
-        "$k_1$ steps at a time and carries $h$ across chunks; at each chunk boundary "
-        "$\\tau \\in \\{k_1, 2k_1, \\dots\\}$ the update uses, for every parameter "
+        f"$k_1$ steps at a time and carries ${c.states_at()}$ across chunks; at each chunk "
+        "boundary $\\tau \\in \\{k_1, 2k_1, \\dots\\}$ the update uses, for every parameter "
         "(shown for the recurrent weights),\n"
-        f"{display(rows)}\n"
+        f"{display(_tbptt_rows(c))}\n"
         "where $\\chi_t = 1$ when step $t$ carries a loss among the $k_1$ new steps "
         "($\\tau - k_1 < t \\le \\tau$) and $0$ otherwise. So $t$ runs over the last $k_2$ "
         "steps instead of $1, \\dots, T$, and $\\tilde\\delta$ is cut at the window start: "
-        "$h_{\\tau-k_2}$ is treated as a constant, so no gradient flows into it or into "
+        f"${start}$ is treated as a constant, so no gradient flows into it or into "
         "earlier steps. With $k_1 = k_2 = T$ this is full BPTT.\n" + example
     )
 
 
 def clipping_section(c: Context) -> str:
-    names = list(c.recurrence.gradients)
-    g = ", ".join(c.d("L", c.name(n)) for n in names)
-    norm = " + ".join(rf"\left\lVert {c.d('L', c.name(n))} \right\rVert_F^2" for n in names)
+    names = prose_list([f"${c.name(n)}$" for n in c.recurrence.gradients])
+    grad = c.d("L", r"\theta")
     rows = [
-        rf"g &= \left({g}\right)",
-        rf"\lVert g \rVert &= \Bigl({norm}\Bigr)^{{1/2}}",
+        rf"g &= \left({grad}\right)_{{\theta \in \Theta}}",
+        rf"\lVert g \rVert &= \Bigl(\sum_{{\theta \in \Theta}} \left\lVert {grad} "
+        r"\right\rVert_F^2\Bigr)^{1/2}",
         r"g &\leftarrow g \cdot \frac{G_{\max}}{\lVert g \rVert} \qquad "
         r"\text{when } \lVert g \rVert > G_{\max}\text{; otherwise unchanged.}",
     ]
     return (
         "\\section{Gradient-norm clipping}\n"
         "The seed notes' remedy for exploding gradients, on the global norm of all "
-        "parameter gradients (after the sum over $t$, truncated or not):\n"
+        "parameter gradients (after the sum over $t$, truncated or not), "
+        f"$\\Theta$ = \\{{{names}\\}}:\n"
         f"{display(rows)}\n"
         "The clipped gradient keeps its direction and has norm $G_{\\max}$.\n"
     )
 
 
 def bound_section(c: Context) -> str:
+    """‖∂h_t/∂h_k‖ ≤ (γ σ_max(W_hh))^{t−k}; only where the step Jacobian is D_j W_hh."""
     e = c.expansion
+    if e is None:
+        return ""
     act = c.spec.activation
     gamma = ELEMENTWISE[act].gamma
     W = c.name("W_hh")

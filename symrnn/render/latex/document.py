@@ -2,8 +2,11 @@
 
 ``derivation_to_latex(derivation_or_spec, notation)`` returns a standalone
 ``article`` (packages: amsmath, amssymb only) whose every equation is printed
-from the engine's expressions (see :mod:`symrnn.render.latex.sections` and
-:mod:`symrnn.render.latex.bptt` for the sections).  The file starts with a header
+from the engine's expressions, for every cell (Elman, LSTM, both GRUs): see
+:mod:`symrnn.render.latex.sections` (model, torch's stacks, unrolled graph),
+:mod:`symrnn.render.latex.gates` (rule applications, step Jacobians, direct paths) and
+:mod:`symrnn.render.latex.bptt` (recurrence, truncation, clipping, bound) for the
+sections; :data:`SECTIONS` is their order.  The file starts with a header
 comment: the command that made it, the spec, the symrnn version and
 "generated; do not edit".  Column vectors throughout.
 
@@ -30,9 +33,8 @@ from pathlib import Path
 from symrnn.engine.derive import Derivation, Recurrence, Unrolled, derive
 from symrnn.errors import SpecError, SymrnnError
 from symrnn.render.files import atomic_path, atomic_write_text
-from symrnn.render.latex.bptt import SECTIONS as BPTT_SECTIONS
+from symrnn.render.latex import bptt, gates, sections
 from symrnn.render.latex.bptt import recurrence_rows
-from symrnn.render.latex.sections import SECTIONS as MODEL_SECTIONS
 from symrnn.render.latex.sections import Context, aligned
 from symrnn.render.printing import PLAIN, Notation, latex, symbol_latex
 from symrnn.spec import DEFAULT_SPEC, Spec
@@ -63,7 +65,25 @@ PREAMBLE = r"""\documentclass[11pt]{article}
 \setlength{\parskip}{0.5em}
 \allowdisplaybreaks
 """
-SECTIONS = MODEL_SECTIONS + BPTT_SECTIONS
+SECTIONS = [
+    sections.conventions_section,
+    sections.model_section,
+    sections.torch_section,
+    sections.unrolled_section,
+    sections.output_gradient_section,
+    sections.recurrent_gradient_section,
+    gates.derivation_section,
+    bptt.recurrence_section,
+    gates.jacobian_section,
+    gates.direct_path_section,
+    bptt.tbptt_section,
+    bptt.clipping_section,
+    bptt.bound_section,
+]
+"""Every section, in document order; a section that does not apply to the cell returns ""."""
+CELL_TITLES = {"elman": "Elman RNN", "lstm": "LSTM", "gru": "GRU (reset after the product)",
+               "gru_v1": "GRU v1 (reset before the product)"}
+"""How a title names each cell (others: the cell's name)."""
 HADAMARD = {"odot": r"\odot", "circ": r"\circ"}
 SOURCE_DATE_EPOCH = "0"
 
@@ -118,8 +138,24 @@ def _check_tbptt(tbptt) -> tuple[int, int] | None:
 def _title(spec: Spec) -> str:
     topology = spec.topology.replace("_", "-")
     loss = {"mse": "squared error", "cross_entropy": "cross-entropy"}[spec.loss]
-    return (rf"Backpropagation through time: {spec.cell.capitalize()} RNN\\ \large "
+    cell = CELL_TITLES.get(spec.cell, spec.cell.replace("_", r"\_"))
+    return (rf"Backpropagation through time: {cell}\\ \large "
             rf"{spec.activation} activation, {spec.head} head, {loss}, {topology}")
+
+
+def _body(ctx: Context) -> str:
+    """Every section that applies, in order; a section's SpecError names the section."""
+    out = []
+    for section in SECTIONS:
+        try:
+            text = section(ctx)
+        except SpecError as err:
+            name = section.__name__.removesuffix("_section").replace("_", " ")
+            raise SpecError(f"cannot write the LaTeX document of cell {ctx.spec.cell!r} "
+                            f"({name} section): {err}") from err
+        if text:
+            out.append(text)
+    return "\n".join(out)
 
 
 def derivation_to_latex(derivation_or_spec: Derivation | Spec, notation: Notation = PLAIN, *,
@@ -132,8 +168,6 @@ def derivation_to_latex(derivation_or_spec: Derivation | Spec, notation: Notatio
     else:
         raise SpecError(f"expected a Derivation or a Spec, got {type(derivation_or_spec).__name__}")
     spec = derivation.spec
-    if spec.cell != "elman":
-        raise SpecError(f"LaTeX documents cover the elman cell for now, got cell {spec.cell!r}")
     tbptt = _check_tbptt(tbptt)
     ctx = Context(spec, derivation.recurrence, notation, tbptt)
     header = [
@@ -143,7 +177,7 @@ def derivation_to_latex(derivation_or_spec: Derivation | Spec, notation: Notatio
         f"% notation: aliases={notation.aliases} hadamard={notation.hadamard}"
         + (f" tbptt={tbptt[0]},{tbptt[1]}" if tbptt else ""),
     ]
-    body = "\n".join(section(ctx) for section in SECTIONS)
+    body = _body(ctx)
     return (
         "\n".join(header) + "\n" + PREAMBLE
         + f"\\title{{{_title(spec)}}}\n\\author{{symrnn {_version()}}}\n\\date{{}}\n"
@@ -231,6 +265,9 @@ STANDARD_DOCUMENTS: tuple[StandardDocument, ...] = (
         topology="many_to_one", head="softmax", loss="cross_entropy")),
     StandardDocument("elman_linear", DEFAULT_SPEC.replace(activation="identity")),
     StandardDocument("elman_tanh_tbptt", DEFAULT_SPEC, tbptt=(2, 2)),
+    StandardDocument("lstm_mse", DEFAULT_SPEC.replace(cell="lstm")),
+    StandardDocument("gru_mse", DEFAULT_SPEC.replace(cell="gru")),
+    StandardDocument("gru_v1_mse", DEFAULT_SPEC.replace(cell="gru_v1")),
 )
 
 

@@ -8,6 +8,11 @@ LaTeX printer, :func:`symrnn.printing.latex`, with the document's
 :class:`~symrnn.printing.Notation`.  Column vectors throughout: h_t ∈ R^H,
 Jacobian J_j = ∂h_j/∂h_{j-1} ∈ R^{H×H}, δ_t = ∂L/∂h_t.
 
+Sections read the cell from the :class:`~symrnn.engine.graph.Network` (its states, its
+parameters, torch's stacks), never from the cell's name: the same code writes Elman,
+LSTM and GRU documents.  A section that needs a structure a cell lacks (the Jacobian
+expansion of ∂L_3/∂W_hh needs one state whose carry is one product) returns "".
+
 A section function takes a :class:`Context` and returns LaTeX text.
 """
 
@@ -16,12 +21,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from sympy import Symbol
+from sympy import MatrixSymbol, Symbol
+from sympy import latex as scalar_latex
 
-from symrnn.engine.derive import Recurrence
-from symrnn.engine.expr import T_SYMBOL, at_time, matmul, timed
-from symrnn.engine.graph import network, unroll
-from symrnn.render.jacobians import Diag, Expansion, expand_last_loss
+from symrnn.engine.cells import ALIASES
+from symrnn.engine.derive import Recurrence, Unrolled, derive_unrolled
+from symrnn.engine.expr import T_SYMBOL, at_time, matmul, split_timed, timed
+from symrnn.engine.graph import Network, network, unroll
+from symrnn.render.jacobians import Diag, Expansion, expand_last_loss, expandable
+from symrnn.render.latex.rows import BUDGET_EM, equation_rows, tex_width
 from symrnn.render.printing import Notation, latex, symbol_latex
 from symrnn.spec import Spec
 
@@ -29,6 +37,12 @@ __all__ = ["Context", "SECTIONS", "aligned", "display"]
 
 T_EXAMPLE = 3
 """The T of the worked example, as in the seed notes (L_3, h_3 → h_2 → h_1)."""
+
+ROLES = {"weight_hh": "recurrent", "weight_ih": "input", "bias_ih": "bias",
+         "bias_hh": "recurrent bias"}
+HEAD_ROLES = {"W_hy": "output", "b_y": "output bias"}
+TORCH_GATE_NAMES = {"u": "z"}
+"""Gates that torch's documentation names differently (GRU: update gate u here, z there)."""
 
 
 @dataclass(frozen=True)
@@ -49,13 +63,45 @@ class Context:
     def d(self, loss: str, wrt: str) -> str:
         return rf"\frac{{\partial {loss}}}{{\partial {wrt}}}"
 
-    @cached_property
-    def rows(self):
-        return network(self.spec).initial_states["h"].shape[0]
+    def eq(self, lhs: str, expr, rel: str = "&=") -> list[str]:
+        """``lhs &= expr``, broken over rows after whole terms when it is too wide."""
+        return equation_rows(lhs, expr, self.tex, rel=rel, hadamard=self.notation.hadamard)
 
     @cached_property
-    def expansion(self) -> Expansion:
+    def net(self) -> Network:
+        return network(self.spec)
+
+    @cached_property
+    def rows(self):
+        return self.net.initial_states["h"].shape[0]
+
+    @cached_property
+    def recurrent_weight(self) -> str:
+        """The first recurrent weight (W_hh; W_hi for LSTM): the one the sections single out."""
+        return next(p for p in self.net.stacks["weight_hh"] if p is not None)
+
+    def states_at(self, time=None) -> str:
+        """h_τ, or (h_τ, c_τ) for a cell with several states (plain h, (h, c) for None);
+        ``time`` may be LaTeX (\\tau-k_2)."""
+        names = [s if time is None else symbol_latex(f"{s}_{{{format_time(time)}}}")
+                 for s in self.net.states]
+        return names[0] if len(names) == 1 else rf"\left({', '.join(names)}\right)"
+
+    @cached_property
+    def expansion(self) -> Expansion | None:
+        """∂L_3/∂W_hh as Jacobian products, for cells where it applies (else None)."""
+        if not expandable(self.spec, "W_hh"):
+            return None
         return expand_last_loss(self.spec, T_EXAMPLE, "W_hh")
+
+    @cached_property
+    def last_loss(self) -> Unrolled:
+        """The unrolled engine for the loss at step T_EXAMPLE alone."""
+        return derive_unrolled(self.spec.replace(topology="many_to_one"), T_EXAMPLE)
+
+
+def format_time(time) -> str:
+    return str(time).replace(" ", "")
 
 
 def aligned(rows: list[str], pos: str = "") -> str:
@@ -66,67 +112,159 @@ def display(rows: list[str]) -> str:
     return "\\begin{align*}\n" + " \\\\\n".join(rows) + "\n\\end{align*}"
 
 
+def prose_list(items: list[str]) -> str:
+    """a, b and c (items already typeset)."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
 # ------------------------------------------------------------ model and graph
+
+
+def _roles(c: Context) -> dict[str, list[str]]:
+    """role → its parameters, in the network's order (from torch's stacks, then the head)."""
+    role = {p: ROLES[stack] for stack, members in c.net.stacks.items() for p in members if p}
+    role.update(HEAD_ROLES)
+    out: dict[str, list[str]] = {}
+    for name in c.net.params:
+        if name in role:
+            out.setdefault(role[name], []).append(name)
+    return out
+
+
+def _alias_note(c: Context) -> str:
+    pairs = [(a, n) for a, n in ALIASES.items() if n in c.net.params]
+    if c.notation.aliases or not pairs:
+        return "."
+    return "; the seed notes write " + prose_list(
+        [f"${a}$ for ${c.name(n)}$" for a, n in pairs]) + "."
 
 
 def conventions_section(c: Context) -> str:
     had = c.notation.hadamard
-    names = ", ".join(
-        f"${c.name(n)}$ ({role})" for n, role in
-        (("W_hh", "recurrent"), ("W_xh", "input"), ("b_h", "hidden bias"),
-         ("W_hy", "output"), ("b_y", "output bias"))
-        if n in unroll(c.spec, 1).params
-    )
+    names = ", ".join(", ".join(f"${c.name(n)}$" for n in group) + f" ({role})"
+                      for role, group in _roles(c).items())
+    states = ", ".join(f"${s}_t$" for s in c.net.states)
+    adjoints = ", ".join(f"${c.tex(sym)} = \\partial L/\\partial {s}_{{t}}$"
+                         for s, (sym, _) in c.recurrence.deltas.items())
+    held = (" (each with the other states of step $t$ held fixed)"
+            if len(c.net.states) > 1 else "")
     return (
         "\\section*{Conventions}\n"
-        "Vectors are columns: $x_t$, $h_t$, $z_t$, $\\hat y_t$, $y_t$ and every adjoint "
-        "$\\delta_t = \\partial L/\\partial h_t$, $e_t = \\partial L/\\partial z_t$ have "
+        f"Vectors are columns: $x_t$, {states}, $z_t$, $\\hat y_t$, $y_t$ and every adjoint "
+        f"{adjoints}{held}, $e_t = \\partial L/\\partial z_t$ have "
         "the shape of the quantity they belong to; a gradient "
         "$\\partial L/\\partial W$ has the shape of $W$. Juxtaposition is the matrix "
         f"product, ${had}$ the elementwise product, $^{{\\top}}$ the transpose, "
         "$\\mathbf{1}$ a vector of ones and $\\operatorname{diag}(v)$ the diagonal matrix "
-        f"of $v$. Parameters: {names}"
-        + ("." if c.notation.aliases else "; the seed notes call them $W, U, b, V, c$.")
-        + "\n"
+        f"of $v$. Parameters: {names}{_alias_note(c)}\n"
     )
-
-
 
 
 def model_section(c: Context) -> str:
     t = T_SYMBOL
-    prev = {"h": timed("h", t - 1, c.rows)}
-    equations = network(c.spec).step_equations(t, prev)
-    rows = [rf"{c.tex(eq.lhs)} &= {c.tex(eq.rhs)}" for eq in equations]
+    equations = c.net.step_equations(t, c.net.state_symbols(t - 1))
+    rows = [row for eq in equations for row in c.eq(c.tex(eq.lhs), eq.rhs)]
     if c.spec.topology == "many_to_many":
         rows.append(r"L &= \sum_{t=1}^{T} L_{t}")
     else:
         rows.append(r"L &= L_{T} \quad\text{(many-to-one: a loss at the last step only)}")
-    params = unroll(c.spec, 1).params
     shapes = ", ".join(
-        rf"{c.name(n)} \in \mathbb{{R}}^{{{s.shape[0]}\times {s.shape[1]}}}"
-        for n, s in params.items()
+        rf"${c.name(n)} \in \mathbb{{R}}^{{{s.shape[0]}\times {s.shape[1]}}}$"
+        for n, s in c.net.params.items()
     )
+    initial = prose_list([f"${c.tex(s)}$" for s in c.net.initial_states.values()])
+    initial += " is the initial state" if len(c.net.states) == 1 else " are the initial states"
+    note = (c.net.cell.step.__doc__ or "").strip()
+    cell = c.spec.cell.replace("_", "\\_")
     return (
         "\\section{Model equations}\n"
-        "One step $t$ of the cell, the output head and the loss, as the engine "
-        "differentiates them ($h_0$ is the initial state):\n"
+        + (f"Cell \\texttt{{{cell}}}: {note}\n" if note else "")
+        + "One step $t$ of the cell, the output head and the loss, as the engine "
+        f"differentiates them ({initial}):\n"
         f"{display(rows)}\n"
-        f"Parameters (shared by every step): ${shapes}$.\n"
+        f"Parameters (shared by every step): {shapes}.\n"
+    )
+
+
+def _slice(k: int) -> str:
+    def mult(n: int) -> str:
+        return "0" if n == 0 else "H" if n == 1 else f"{n}H"
+
+    return f"[{mult(k)}:{mult(k + 1)}]"
+
+
+def _stack_head(c: Context, stack: str, members) -> str:
+    sizes = c.net.sizes
+    cols = {"weight_ih": sizes.D, "weight_hh": sizes.H}.get(stack, 1)
+    shape = rf"${scalar_latex(len(members) * sizes.H)}\times {scalar_latex(cols)}$"
+    return rf"\texttt{{{stack.replace('_', chr(92) + '_')}}} {shape}"
+
+
+def _gate_of(c: Context, param: str) -> MatrixSymbol:
+    """The left-hand side of the step equation that reads ``param`` (its gate, i_t, n_t)."""
+    sym = c.net.params[param]
+    eqs = c.net.step_equations(T_SYMBOL, c.net.state_symbols(T_SYMBOL - 1), head=False)
+    return next(eq.lhs for eq in eqs if sym in eq.rhs.atoms(MatrixSymbol))
+
+
+def _torch_note(c: Context, gates: list[str], empty: list[str], zeros: bool) -> str:
+    tt = [rf"\texttt{{{s.replace('_', chr(92) + '_')}}}" for s in empty]
+    notes = []
+    if not c.spec.bias:
+        notes.append("No biases (torch: \\texttt{bias=False}).")
+    elif empty or zeros:
+        where = f"{prose_list(tt)} and the $\\mathbf{{0}}$ blocks have" if empty and zeros \
+            else (f"{prose_list(tt)} has" if empty else "the $\\mathbf{0}$ blocks have")
+        notes.append(
+            f"One bias per gate: {where} no parameter here. Both biases of a row enter the "
+            "same sum, so the bias in the \\texttt{bias\\_ih} column stands for "
+            "\\texttt{bias\\_ih} + \\texttt{bias\\_hh} of its rows (load their sum there "
+            "and zeros in \\texttt{bias\\_hh}).")
+    notes += [f"torch's documentation calls the gate ${name}_t$ here ${theirs}_t$."
+              for name, theirs in TORCH_GATE_NAMES.items() if name in gates]
+    return " ".join(notes)
+
+
+def _rows_per_gate(c: Context) -> str:
+    H = c.net.sizes.H
+    return "$H$ rows" if not isinstance(H, int) else f"$H = {H}$ rows"
+
+
+def torch_section(c: Context) -> str:
+    stacks = {s: m for s, m in c.net.stacks.items() if any(m)}
+    empty = [s for s, m in c.net.stacks.items() if not any(m)]
+    gates = [_gate_of(c, p) for p in stacks["weight_ih"]]
+    header = ["rows", "gate"] + [_stack_head(c, s, m) for s, m in stacks.items()]
+    body = []
+    for k, gate in enumerate(gates):
+        cells = [f"\\texttt{{{_slice(k)}}}", f"${c.tex(gate)}$"]
+        cells += [f"${c.name(m[k])}$" if m[k] else r"$\mathbf{0}$" for m in stacks.values()]
+        body.append(" & ".join(cells))
+    zeros = any(m is None for members in stacks.values() for m in members)
+    note = _torch_note(c, [split_timed(g)[0] for g in gates], empty, zeros)
+    return (
+        "\\section{Parameters and torch's stacked tensors}\n"
+        "torch stores the cell's parameters in stacked tensors, one block of "
+        f"{_rows_per_gate(c)} per gate (the equation that reads the block), top to bottom:\n"
+        "\\begin{center}\n\\begin{tabular}{" + "l" * len(header) + "}\n"
+        + " & ".join(header) + " \\\\\n\\hline\n" + " \\\\\n".join(body) + "\n"
+        "\\end{tabular}\n\\end{center}\n" + (note + "\n" if note else "")
     )
 
 
 def _chain_diagram(c: Context, T: int) -> str:
-    """h_0 → h_1 → … → h_T with inputs below and outputs above (amsmath only)."""
+    """s_0 → s_1 → … → s_T with inputs below and outputs above (amsmath only)."""
     program = unroll(c.spec, T)
     has_head = {eq.time for eq in program.equations if eq.block == "head"}
-    W, U, V = (c.name(p) for p in ("W_hh", "W_xh", "W_hy"))
-    top, up, mid, down, bottom = [""], [""], [c.tex(program.initial_states["h"])], [""], [""]
+    W, U = (_single(c, c.net.stacks[s]) for s in ("weight_hh", "weight_ih"))
+    V = c.name("W_hy")
+    arrow = rf"\xrightarrow{{\;{W}\;}}" if W else r"\longrightarrow"
+    top, up, mid, down, bottom = [""], [""], [c.states_at(0)], [""], [""]
     for t in range(1, T + 1):
         head = t in has_head
         top += ["", rf"\hat{{y}}_{{{t}}}" if head else ""]
         up += ["", rf"\big\uparrow {V}" if head else ""]
-        mid += [rf"\xrightarrow{{\;{W}\;}}", f"h_{{{t}}}"]
+        mid += [arrow, c.states_at(t)]
         down += ["", rf"\big\uparrow {U}"]
         bottom += ["", f"x_{{{t}}}"]
     cols = "c" * len(mid)
@@ -134,21 +272,39 @@ def _chain_diagram(c: Context, T: int) -> str:
     return f"\\[\n\\begin{{array}}{{{cols}}}\n{body}\n\\end{{array}}\n\\]"
 
 
+def _single(c: Context, members) -> str:
+    """The one parameter of a stack (W_hh of an Elman cell), or '' for a gated cell."""
+    present = [m for m in members if m]
+    return c.name(present[0]) if len(present) == 1 else ""
+
+
+def _step_blocks(c: Context, program) -> list[str]:
+    blocks = []
+    for t in range(1, program.T + 1):
+        rows = [rf"& \text{{step }} {t}"]
+        rows += [r for eq in program.equations if eq.time == t for r in c.eq(c.tex(eq.lhs), eq.rhs)]
+        blocks.append(aligned(rows, "[t]"))
+    return blocks
+
+
+def _side_by_side(blocks: list[str]) -> str:
+    """The step blocks in as many columns as fit the page (2em between columns)."""
+    widest = max(tex_width(row) for b in blocks for row in b.split(" \\\\\n")[1:])
+    per_row = max(1, min(len(blocks), int((BUDGET_EM + 2) // (widest + 2))))
+    lines = ["\n\\qquad\n".join(blocks[i:i + per_row]) for i in range(0, len(blocks), per_row)]
+    return "\n".join(f"\\[\n{line}\n\\]" for line in lines)
+
+
 def unrolled_section(c: Context) -> str:
     T = T_EXAMPLE
     program = unroll(c.spec, T)
-    blocks = []
-    for t in range(1, T + 1):
-        rows = [rf"& \text{{step }} {t}"]
-        rows += [rf"{c.tex(eq.lhs)} &= {c.tex(eq.rhs)}" for eq in program.equations if eq.time == t]
-        blocks.append(aligned(rows, "[t]"))
     total = "L = " + " + ".join(c.tex(s) for s in program.losses)
     return (
         f"\\section{{The unrolled graph for $T = {T}$}}\n"
         "The same weights at every step; arrows show what each state reads.\n"
         f"{_chain_diagram(c, T)}\n"
         f"The forward pass as a straight-line program (\\texttt{{unroll(spec, {T})}}):\n"
-        "\\[\n" + "\n\\qquad\n".join(blocks) + "\n\\]\n"
+        + _side_by_side(_step_blocks(c, program)) + "\n"
         f"\\[\n{total}\n\\]\n"
     )
 
@@ -157,9 +313,8 @@ def unrolled_section(c: Context) -> str:
 
 
 def output_gradient_section(c: Context) -> str:
-    e = c.expansion
-    u = e.unrolled
-    T = e.T
+    u = c.last_loss
+    T = u.program.T
     V = c.name("W_hy")
     lhs = c.d(f"L_{{{T}}}", V)
     named = u.gradients["W_hy"]
@@ -205,22 +360,30 @@ def _term_row(c: Context, term) -> str:
     return rf"\text{{term }} {term.k}: &\quad " + " ".join(p for p in parts if p)
 
 
+def _jacobian_rows(c: Context, e: Expansion) -> list[str]:
+    """J_jᵀ from the carry and D_j, the diagonal factor of the summand."""
+    j = Symbol("j", integer=True)
+    jac_t = [at_time(f, j - 1) for f in e.jacobian_t]
+    rows = [rf"J_{{j}}^{{\top}} = \left(\frac{{\partial h_{{j}}}}{{\partial h_{{j-1}}}}"
+            rf"\right)^{{\top}} &= {_product(c, jac_t)}"]
+    if e.local_derivative is not None:
+        rows.append(rf"D_{{j}} &= {c.tex(Diag(at_time(e.local_derivative, j)))}")
+    else:
+        rows.append(r"D_{j} &= I \quad\text{(the activation's derivative is 1)}")
+    return rows
+
+
 def recurrent_gradient_section(c: Context) -> str:
+    """∂L_3/∂W_hh as Jacobian products; only where :func:`expandable` (one-state carry)."""
     e = c.expansion
+    if e is None:
+        return ""
     T, u = e.T, e.unrolled
     W = c.name("W_hh")
     lhs = c.d(f"L_{{{T}}}", W)
     engine_sum = " + ".join(c.tex(term.engine) for term in e.terms)
     deltas = [rf"{c.tex(s)} &= {c.tex(x)}" for s, x in u.definitions]
-    j = Symbol("j", integer=True)
-    jac_t = [at_time(f, j - 1) for f in e.jacobian_t]
-    jac_rows = [rf"J_{{j}}^{{\top}} = \left(\frac{{\partial h_{{j}}}}{{\partial h_{{j-1}}}}"
-                rf"\right)^{{\top}} &= {_product(c, jac_t)}"]
-    if e.local_derivative is not None:
-        f_j = at_time(e.local_derivative, j)
-        jac_rows.append(rf"D_{{j}} &= {c.tex(Diag(f_j))}")
-    else:
-        jac_rows.append(r"D_{j} &= I \quad\text{(the activation's derivative is 1)}")
+    jac_rows = _jacobian_rows(c, e)
     general = (rf"{lhs} = \sum_{{k=1}}^{{{T}}} D_{{k}} \Bigl(\prod_{{j=k+1}}^{{{T}}} "
                rf"J_{{j}}^{{\top}}\Bigr) \frac{{\partial L_{{{T}}}}}{{\partial h_{{{T}}}}}\, "
                rf"h_{{k-1}}^{{\top}}")
@@ -258,6 +421,7 @@ def recurrent_gradient_section(c: Context) -> str:
 SECTIONS = [
     conventions_section,
     model_section,
+    torch_section,
     unrolled_section,
     output_gradient_section,
     recurrent_gradient_section,
