@@ -19,15 +19,24 @@ forward + backward (matrix products only, no dL/dx):
 large-matrix-product rate measured in the same run (best of NumPy and torch).
 Peak memory: tracemalloc peak of one NumPy forward + backward.
 
-Usage: ``python bench/bench_bptt.py [--quick] [--dtype float32|float64|both]``
+Usage: ``python bench/bench_bptt.py [--quick] [--dtype float32|float64|both]
+[--cell elman|lstm|gru|gru_v1|all] [--output FILE]``
+
+``--cell`` (default ``elman``: the table above, methods unchanged) picks the
+cell; ``lstm``, ``gru``, ``gru_v1`` run ``bench_gated.py`` (generated NumPy,
+generated torch, ``nn.LSTM``/``nn.GRU`` + autograd, JAX when installed: the
+``bench`` extra), ``all`` runs the four in turn (Elman first, before JAX starts
+its thread pool). ``--output FILE`` also writes the markdown tables to FILE.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -40,6 +49,7 @@ CONFIGS = [(1, 8, 32, 8, 100), (32, 16, 64, 16, 100), (32, 64, 256, 64, 100),
 NAMES = ("W_hh", "W_xh", "b_h", "W_hy", "b_y")
 TORCH_METHODS = ("autograd-loop", "nn.RNN", "hand-torch", "gen-torch")
 NUMPY_METHODS = ("hand-numpy", "gen-numpy")
+CELLS = ("elman", "lstm", "gru", "gru_v1")
 
 
 def flops(B, D, H, O, T) -> float:  # noqa: E741
@@ -295,25 +305,61 @@ def tbptt_memory(dtype: str, cfg=(16, 32, 128, 32, 1000), tbptt=(50, 100)) -> st
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="3 small configs, few repeats")
-    parser.add_argument("--dtype", choices=["float32", "float64", "both"], default="both")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(2)
-    dtypes = ["float32", "float64"] if args.dtype == "both" else [args.dtype]
-    configs = CONFIGS[:3] if args.quick else CONFIGS
+def run_elman(dtypes: list[str], configs: list, quick: bool) -> str:
     gemm = {d: gemm_gflops(d) for d in dtypes}
     rows = []
     for dtype in dtypes:
         for cfg in configs:
-            rows.append(run_config(cfg, dtype, args.quick, gemm[dtype]))
+            rows.append(run_config(cfg, dtype, quick, gemm[dtype]))
             print(f"done {cfg} {dtype}: " + ", ".join(
                 f"{m} {v:.2f} ms" for m, v in rows[-1]["ms"].items()), flush=True)
-    print()
-    print(format_rows(rows, gemm))
-    print()
-    print(tbptt_memory(dtypes[0]))
+    return ("#### elman\n\n" + format_rows(rows, gemm) + "\n\n```\n"
+            + tbptt_memory(dtypes[0]) + "\n```")
+
+
+def run_gated(cell: str, dtypes: list[str], configs: list, quick: bool) -> str:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_gated
+
+    with_jax = bench_gated.jax_available()
+    note = None if with_jax else ("jax not importable: JAX column omitted "
+                                  "(pip install -e '.[bench]')")
+    if note:
+        print(note, flush=True)
+    rows = []
+    for dtype in dtypes:
+        for cfg in configs:
+            rows.append(bench_gated.run_config(cell, cfg, dtype, quick, with_jax,
+                                               interleaved_ms))
+            print(f"done {cell} {cfg} {dtype}: " + ", ".join(
+                f"{m} {v:.2f} ms" for m, v in rows[-1]["ms"].items()), flush=True)
+    return bench_gated.format_rows(cell, rows, note)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="3 small configs, few repeats")
+    parser.add_argument("--dtype", choices=["float32", "float64", "both"], default="both")
+    parser.add_argument("--cell", choices=[*CELLS, "all"], default="elman")
+    parser.add_argument("--output", metavar="FILE", help="also write the tables to FILE")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(2)
+    dtypes = ["float32", "float64"] if args.dtype == "both" else [args.dtype]
+    configs = CONFIGS[:3] if args.quick else CONFIGS
+    cells = CELLS if args.cell == "all" else (args.cell,)
+    tables = []
+    for cell in cells:
+        if cell == "elman":
+            table = run_elman(dtypes, configs, args.quick)
+        else:
+            table = run_gated(cell, dtypes, configs, args.quick)
+        tables.append(table)
+        print()
+        print(table, flush=True)
+        print()
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write("\n\n".join(tables) + "\n")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import sympy
 from sympy import MatAdd, MatrixSymbol
 
 from symrnn.codegen import ir
@@ -23,7 +24,7 @@ from symrnn.codegen.layout import Layout, buffer, state_arg
 from symrnn.codegen.layout import stored_products as stored_products_of
 from symrnn.codegen.plan import StepPlan, base_of
 from symrnn.codegen.translate import CodegenError, rows
-from symrnn.engine.expr import T_SYMBOL, MSELoss, SoftmaxCrossEntropy
+from symrnn.engine.expr import T_SYMBOL, MSELoss, SoftmaxCrossEntropy, timed
 from symrnn.render.printing import text
 from symrnn.spec import Spec
 
@@ -119,11 +120,87 @@ def _product_code(layout: Layout, product, env, params) -> ir.Node:
     return code if bias is None else op("add", code, bias)
 
 
+def _count(exprs, match) -> int:
+    return sum(1 for e in exprs for node in sympy.preorder_traversal(e) if match(node))
+
+
+def _fusable(plan: StepPlan, stored: set[str]) -> dict[str, list[tuple]]:
+    """Loop product → its slots (q, x) whose only use is the sum p_q + p_x with the same
+    gate's hoisted slot: that sum is taken once per step for a whole run of gates."""
+    hoisted = {s.index: s for p in plan.products if p.hoisted for s in p.slots}
+    exprs = [eq.rhs for eq in plan.equations]
+    out: dict[str, list[tuple]] = {}
+    for product in plan.products:
+        if product.hoisted or len(product.slots) == 1:
+            continue
+        for q in product.slots:
+            x = hoisted.get(q.index)
+            if x is None:
+                continue
+            pair = {q.symbol, x.symbol}
+            together = _count(exprs, lambda n, pair=pair: isinstance(n, MatAdd)
+                              and set(n.args) == pair)
+            if together and together == _count(exprs, lambda n, q=q: n == q.symbol) \
+                    == _count(exprs, lambda n, x=x: n == x.symbol):
+                out.setdefault(product.name, []).append((q, x))
+    return out
+
+
+def _fused(plan: StepPlan, layout: Layout, places: Places, stored: set[str]):
+    """(sum → symbol, symbol base → code, product name → the code that adds the hoisted
+    slots to it, statements of partial runs)."""
+    H = layout.H
+    sums, codes, whole, runs = {}, {}, {}, []
+    hoisted = next((p for p in plan.products if p.hoisted), None)
+    for name, pairs in _fusable(plan, stored).items():
+        product = next(p for p in plan.products if p.name == name)
+        full = len(pairs) == len(product.slots) and hoisted.rows == product.rows \
+            and name not in stored  # a stored product keeps its own value
+        groups = [pairs] if full else _contiguous(pairs)
+        for k, group in enumerate(groups):
+            first = group[0][0].index
+            temp = name if full else f"{name}_sum{k}"
+            if not full:
+                a, b = first - product.rows[0], group[-1][0].index + 1 - product.rows[0]
+                xa, xb = first - hoisted.rows[0], group[-1][0].index + 1 - hoisted.rows[0]
+                mine = _at(places.value(name), f"{a * H}:{b * H}") if name in stored \
+                    else Idx(N(name), f":, {a * H}:{b * H}")
+                runs.append(ir.Assign(N(temp), op(
+                    "add", mine,
+                    _at(places.hoisted(hoisted.name), f"{xa * H}:{xb * H}")),
+                    "pre-activations of " + ", ".join(q.weight[-1] for q, _ in group)))
+            for q, x in group:
+                sym = timed(f"s_{q.weight}", t_, H)
+                sums[frozenset((q.symbol, x.symbol))] = sym
+                cols = (q.index - first) if not full else (q.index - product.rows[0])
+                width = len(group) if not full else len(product.slots)
+                codes[f"s_{q.weight}"] = Idx(N(temp), f":, {cols * H}:{(cols + 1) * H}") \
+                    if width > 1 else N(temp)
+        if full:
+            whole[name] = _at(places.hoisted(hoisted.name))
+    return sums, codes, whole, runs
+
+
+def _contiguous(pairs: list[tuple]) -> list[list[tuple]]:
+    groups: list[list[tuple]] = []
+    for pair in pairs:
+        if groups and groups[-1][-1][0].index + 1 == pair[0].index:
+            groups[-1].append(pair)
+        else:
+            groups.append([pair])
+    return groups
+
+
 def step_body(plan: StepPlan, layout: Layout, places: Places = BUFFERS) -> list[ir.Stmt]:
     """One forward step: the loop products, then each state or stored value, in order."""
-    env, params = step_env(plan, layout, places), layout.params()
     products = stored_products_of(plan)
-    keep = set(plan.states) | set(plan.stored())
+    sums, codes, whole, runs = _fused(plan, layout, places, products)
+    inner = step_env(plan, layout, places)
+
+    def env(base: str, k: int) -> ir.Node:
+        return codes[base] if (k == 0 and base in codes) else inner(base, k)
+
+    params, keep = layout.params(), set(plan.states) | set(plan.stored())
     slots = {s.symbol: p for p in plan.products for s in p.slots}
     net = plan.network
     said = {e.lhs: e.rhs for e in net.step_equations(t_, net.state_symbols(t_ - 1), head=False)}
@@ -138,10 +215,13 @@ def step_body(plan: StepPlan, layout: Layout, places: Places = BUFFERS) -> list[
             done.add(product.name)
             target = _at(places.value(product.name)) if product.name in products \
                 else N(product.name)
-            body.append(ir.Assign(target, _product_code(layout, product, env, params),
-                                  product_comment(product)))
+            code = _product_code(layout, product, env, params)
+            if product.name in whole:
+                code = op("add", code, whole[product.name])
+            body.append(ir.Assign(target, code, product_comment(product)))
+            body += [r for r in runs if r.target.id.startswith(f"{product.name}_sum")]
             continue
-        rhs = eq.rhs.xreplace(inline)
+        rhs = _fold(eq.rhs.xreplace(inline), sums)
         base = base_of(eq.lhs)
         if base not in keep:
             inline[eq.lhs] = rhs
@@ -149,6 +229,13 @@ def step_body(plan: StepPlan, layout: Layout, places: Places = BUFFERS) -> list[
         body.append(ir.Assign(env(base, 0), rows(rhs, env, params),
                               f"{eq.lhs} = {text(said.get(eq.lhs, rhs))}"))
     return body
+
+
+def _fold(expr, sums: dict):
+    """Replace each fused sum p_q + p_x by its symbol."""
+    mapping = {n: sums[frozenset(n.args)] for n in sympy.preorder_traversal(expr)
+               if isinstance(n, MatAdd) and frozenset(n.args) in sums}
+    return expr.xreplace(mapping) if mapping else expr
 
 
 def product_comment(product) -> str:
