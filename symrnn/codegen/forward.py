@@ -13,6 +13,7 @@ batch.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -24,11 +25,13 @@ from symrnn.codegen.layout import Layout, buffer, state_arg
 from symrnn.codegen.layout import stored_products as stored_products_of
 from symrnn.codegen.plan import StepPlan, base_of
 from symrnn.codegen.translate import CodegenError, rows
-from symrnn.engine.expr import T_SYMBOL, MSELoss, SoftmaxCrossEntropy, timed
+from symrnn.engine.expr import T_SYMBOL, Apply, MSELoss, SoftmaxCrossEntropy, timed
+from symrnn.ops import ELEMENTWISE
 from symrnn.render.printing import text
 from symrnn.spec import Spec
 
-__all__ = ["lower_forward", "loss_env", "unpack_params", "step_env", "step_body", "state_args",
+__all__ = ["Pack", "packs", "lower_forward", "loss_env", "unpack_params", "step_env",
+           "step_body", "state_args",
            "Places", "BUFFERS", "CACHE_NAMES", "width_code", "targets", "loss_code"]
 
 CACHE_NAMES = {"h": "HS", "x": "x_all", "y": "y_all", "z": "z", "yhat": "yhat"}
@@ -191,6 +194,93 @@ def _contiguous(pairs: list[tuple]) -> list[list[tuple]]:
     return groups
 
 
+@dataclass(frozen=True)
+class Pack:
+    """Gates computed in one buffer: the pre-activations of a run of gates land in
+    ``{BASE}S[t - 1]`` (T, B, width·H), the most common activation runs over all of it in
+    place, the others over their blocks; each gate's stored value is a view of a block."""
+
+    base: str
+    temp: str
+    width: int
+    members: tuple[tuple[str, str, int], ...]
+    """(stored value, activation, block) in block order."""
+
+    @property
+    def major(self) -> str:
+        ops = [m[1] for m in self.members]
+        return max(sorted(set(ops)), key=ops.count)
+
+
+def _temp_block(code: ir.Node, H: int) -> tuple[str, int]:
+    if isinstance(code, ir.Name):
+        return code.id, 0
+    return code.base.id, int(code.index.split(", ")[-1].split(":")[0]) // H
+
+
+def _folded(plan: StepPlan, sums: dict) -> list:
+    keep = set(plan.states) | set(plan.stored())
+    slots = {s.symbol for p in plan.products for s in p.slots}
+    inline, out = {}, []
+    for eq in plan.equations:
+        if eq.lhs in slots:
+            continue
+        rhs = _fold(eq.rhs.xreplace(inline), sums)
+        if base_of(eq.lhs) in keep:
+            out.append((eq.lhs, rhs))
+        else:
+            inline[eq.lhs] = rhs
+    return out
+
+
+def packs(plan: StepPlan, layout: Layout) -> list[Pack]:
+    """The runs of fused gates whose every block feeds one stored activation."""
+    sums, codes, whole, runs = _fused(plan, layout, BUFFERS, stored_products_of(plan))
+    eqs = _folded(plan, sums)
+    exprs = [rhs for _, rhs in eqs]
+    by_temp: dict[str, list] = {}
+    for base, code in codes.items():
+        temp, block = _temp_block(code, layout.H)
+        by_temp.setdefault(temp, []).append((block, base))
+    out = []
+    for temp, blocks in sorted(by_temp.items()):
+        members = []
+        for block, base in sorted(blocks):
+            sym = timed(base, t_, layout.H)
+            users = [(lhs, rhs) for lhs, rhs in eqs if isinstance(rhs, Apply) and rhs.arg == sym]
+            if len(users) != 1 or _count(exprs, lambda n, sym=sym: n == sym) != 1 \
+                    or f"{users[0][1].op}_" not in _INPLACE:
+                break
+            members.append((base_of(users[0][0]), users[0][1].op, block))
+        else:
+            out.append(Pack("", temp, len(blocks), tuple(members)))
+    names = ["gate"] if len(out) == 1 else [f"gate{k}" for k in range(len(out))]
+    return [dataclasses.replace(p, base=name) for p, name in zip(out, names, strict=True)]
+
+
+_INPLACE = {f"{name}_" for name, row in ELEMENTWISE.items()
+            if row.numpy_inplace and row.torch_inplace}
+
+
+def _pack_code(pack: Pack, code: ir.Node, places: Places, H: int) -> list[ir.Stmt]:
+    """Pre-activations into the pack, the minority activations set aside, the majority in
+    place over the whole, the set-aside blocks put back."""
+    target = _at(places.value(pack.base))
+    out: list[ir.Stmt] = [ir.Assign(target, code, "pre-activations of " + ", ".join(
+        m[0] for m in pack.members) + f": (B, {pack.width}H)")]
+    minority = [m for m in pack.members if m[1] != pack.major]
+    for k, (base, fn, block) in enumerate(minority):
+        cols = f"{block * H}:{(block + 1) * H}"
+        out.append(ir.Assign(N(f"keep{k}"), op(fn, _at(places.value(pack.base), cols)),
+                             f"{base}_t = {fn}(...)"))
+    out.append(ir.Expr(op(f"{pack.major}_", target), ", ".join(
+        m[0] for m in pack.members if m[1] == pack.major) + f" = {pack.major}(...)"))
+    for k, (_, _, block) in enumerate(minority):
+        out.append(ir.Assign(_at(places.value(pack.base), f"{block * H}:{(block + 1) * H}"),
+                             N(f"keep{k}")))
+    return out
+
+
 def step_body(plan: StepPlan, layout: Layout, places: Places = BUFFERS) -> list[ir.Stmt]:
     """One forward step: the loop products, then each state or stored value, in order."""
     products = stored_products_of(plan)
@@ -201,6 +291,8 @@ def step_body(plan: StepPlan, layout: Layout, places: Places = BUFFERS) -> list[
         return codes[base] if (k == 0 and base in codes) else inner(base, k)
 
     params, keep = layout.params(), set(plan.states) | set(plan.stored())
+    packed = {p.temp: p for p in packs(plan, layout)}
+    members = {m[0] for p in packed.values() for m in p.members}
     slots = {s.symbol: p for p in plan.products for s in p.slots}
     net = plan.network
     said = {e.lhs: e.rhs for e in net.step_equations(t_, net.state_symbols(t_ - 1), head=False)}
@@ -218,11 +310,20 @@ def step_body(plan: StepPlan, layout: Layout, places: Places = BUFFERS) -> list[
             code = _product_code(layout, product, env, params)
             if product.name in whole:
                 code = op("add", code, whole[product.name])
-            body.append(ir.Assign(target, code, product_comment(product)))
-            body += [r for r in runs if r.target.id.startswith(f"{product.name}_sum")]
+            if product.name in packed:
+                body += _pack_code(packed[product.name], code, places, layout.H)
+            else:
+                body.append(ir.Assign(target, code, product_comment(product)))
+            for run in runs:
+                if not run.target.id.startswith(f"{product.name}_sum"):
+                    continue
+                pack = packed.get(run.target.id)
+                body += [run] if pack is None else _pack_code(pack, run.value, places, layout.H)
             continue
         rhs = _fold(eq.rhs.xreplace(inline), sums)
         base = base_of(eq.lhs)
+        if base in members:
+            continue
         if base not in keep:
             inline[eq.lhs] = rhs
             continue
@@ -257,12 +358,20 @@ def _buffers(plan: StepPlan, layout: Layout, stored_products: set[str]) -> list[
                 ir.If(op("is_none", N(state_arg(s))), (ir.Assign(Idx(N(name), "0"), ir.Num(0)),),
                       (ir.Assign(Idx(N(name), "0"), N(state_arg(s))),))]
     widths = {p.name: width_code(p.rows[1] - p.rows[0]) for p in plan.products}
+    views = {}
+    for pack in packs(plan, layout):
+        out.append(ir.Assign(N(buffer(pack.base)), op("empty", ir.Tuple(
+            (N("T"), N("B"), width_code(pack.width))), N("dtype"), N("device")),
+            "gates " + ", ".join(m[0] for m in pack.members) + " for t = 1..T, side by side"))
+        H = layout.H
+        views |= {base: Idx(N(buffer(pack.base)), f":, :, {b * H}:{(b + 1) * H}")
+                  for base, _, b in pack.members}
     for base in plan.stored():
         if base.startswith("p_"):
             continue
-        out.append(ir.Assign(N(buffer(base)), op("empty", ir.Tuple((N("T"), N("B"), N("H"))),
-                                                 N("dtype"), N("device")),
-                             f"{base}_t for t = 1..T: (T, B, H)"))
+        value = views.get(base) or op("empty", ir.Tuple((N("T"), N("B"), N("H"))),
+                                      N("dtype"), N("device"))
+        out.append(ir.Assign(N(buffer(base)), value, f"{base}_t for t = 1..T: (T, B, H)"))
     for name in sorted(stored_products):
         out.append(ir.Assign(N(buffer(name)), op("empty", ir.Tuple((N("T"), N("B"),
                                                                     widths[name])),

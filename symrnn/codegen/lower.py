@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from symrnn.codegen import ir
 from symrnn.codegen.backward import head_reads, lower_backward
-from symrnn.codegen.forward import lower_forward
+from symrnn.codegen.forward import lower_forward, packs
 from symrnn.codegen.layout import Layout, buffer, stored_products
 from symrnn.codegen.plan import StepPlan, plan
 from symrnn.codegen.streaming import lower_streamed
@@ -85,11 +85,14 @@ def lower(spec: Spec, options: Options | None = None) -> Lowered:
                                        options.clip, options.clip_value)
     forward = lower_forward(spec, step, layout, last, head_reads(rec))
     buffers |= {buffer(s) for s in step.states} | {buffer(b) for b in step.stored()}
-    buffers |= {buffer(p) for p in stored_products(step)}
+    buffers |= {buffer(p) for p in stored_products(step)} | {buffer(p.base)
+                                                             for p in packs(step, layout)}
     streamed = None
     if options.tbptt is not None:
         streamed = lower_streamed(spec, rec, step, layout, options.tbptt, options.clip,
                                   options.clip_value)
-        buffers |= {"ring"}
+        rings = [*step.states, *step.stored(), *stored_products(step),
+                 *(p.base for p in packs(step, layout))]
+        buffers |= {f"ring_{name}" for name in rings}
     return Lowered(spec, options, rec, step, layout, forward, backward, frozenset(buffers),
                    streamed)

@@ -33,6 +33,7 @@ from symrnn.codegen.backward import (
 from symrnn.codegen.forward import (
     Places,
     loss_code,
+    packs,
     step_body,
     targets,
     unpack_params,
@@ -73,7 +74,14 @@ def _rings(plan: StepPlan, layout: Layout) -> list[ir.Stmt]:
                           f"ring_{s}[t % R] = {s}_t"),
                 ir.If(op("not_none", N(state_arg(s))),
                       (ir.Assign(Idx(N(f"ring_{s}"), "0"), N(state_arg(s))),))]
-    out += [ir.Assign(N(f"ring_{b}"), _zeros(N("R"), N("B"), N("H")))
+    views = {}
+    for pack in packs(plan, layout):
+        out.append(ir.Assign(N(f"ring_{pack.base}"), _zeros(N("R"), N("B"),
+                                                            width_code(pack.width))))
+        H = layout.H
+        views |= {base: Idx(N(f"ring_{pack.base}"), f":, :, {b * H}:{(b + 1) * H}")
+                  for base, _, b in pack.members}
+    out += [ir.Assign(N(f"ring_{b}"), views.get(b) or _zeros(N("R"), N("B"), N("H")))
             for b in plan.stored() if not b.startswith("p_")]
     widths = {p.name: p.rows[1] - p.rows[0] for p in plan.products}
     out += [ir.Assign(N(f"ring_{name}"), _zeros(N("R"), N("B"), width_code(widths[name])))
