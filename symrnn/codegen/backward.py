@@ -292,13 +292,43 @@ def _factors(plan: StepPlan, homes: Homes, into: dict) -> list[ir.Stmt]:
     return out
 
 
+def _scaled_runs(homes: Homes, into: dict) -> dict:
+    """Definitions multiplied in place by one factor, in adjacent blocks of one buffer:
+    first member → (members, buffer, first block, stop block, factor)."""
+    groups: dict = {}
+    for name, (_, moving) in into.items():
+        groups.setdefault((homes.place[name][0], moving), []).append(name)
+    out = {}
+    for (buf, moving), names in groups.items():
+        blocks = sorted(homes.place[n][1] for n in names)
+        if len(names) > 1 and blocks == list(range(blocks[0], blocks[0] + len(names))):
+            out[names[0]] = (set(names), buf, blocks[0], blocks[-1] + 1, moving)
+    return out
+
+
+def _scaled_run_code(run, homes: Homes, env, params, k: int) -> list[ir.Stmt]:
+    names, buf, first, stop, moving = run
+    view = N(f"run{k}")
+    block = homes.code(buf, first, stop, "loop")
+    shape = ir.Tuple((N("B"), ir.Num(stop - first), N("H")))
+    return [ir.Assign(view, op("reshape", block, shape), "(B, gates, H), a view"),
+            ir.AugAssign(view, "*", Idx(rows(moving, env, params), ":, None, :"),
+                         f"{', '.join(sorted(n.name for n in names))} = {text(moving)} * ...")]
+
+
 def step_code(plan: StepPlan, homes: Homes, env, where: str, into: dict) -> list[ir.Stmt]:
     """The plan's definitions at step t: temporaries, and slot adjoints in their buffers."""
     params = homes.layout.params()
+    runs = _scaled_runs(homes, into) if where == "loop" else {}
+    grouped = set().union(*(r[0] for r in runs.values())) if runs else set()
     out: list[ir.Stmt] = []
     for name, value in plan.definitions:
         comment = f"{name} = {text(value)}"
-        if name in into and where == "loop":
+        if name in runs:
+            out += _scaled_run_code(runs[name], homes, env, params, len(out))
+        elif name in grouped:
+            continue
+        elif name in into and where == "loop":
             factor, moving = into[name]
             buf, col = homes.place[name]
             target = homes.code(buf, col, col + 1, where)
