@@ -96,7 +96,7 @@ def reference(spec, pergate, x, y, h0, c0, tbptt=None):
     """(loss, grads) by autograd; TBPTT by the detach pattern."""
     p = {k: torch.tensor(v, requires_grad=True) for k, v in pergate.items()}
     s0 = [torch.tensor(h0, requires_grad=True), torch.tensor(c0, requires_grad=True)]
-    x, y = torch.tensor(x), torch.tensor(y)
+    x, y = torch.tensor(x, requires_grad=True), torch.tensor(y)
     T = x.shape[1]
     k1, k2 = tbptt or (T, T)
     with torch.no_grad():  # every state of the full forward, for the windows' starts
@@ -112,7 +112,7 @@ def reference(spec, pergate, x, y, h0, c0, tbptt=None):
         window, _ = _window_loss(spec, p, begin, x, y, first, stop, start)
         window.backward()
         loss = loss + window.detach()
-    grads = {k: v.grad.numpy() for k, v in p.items()}
+    grads = {k: v.grad.numpy() for k, v in p.items()} | {"x": x.grad.numpy()}
     for name, s in zip(("h_0", "c_0"), s0, strict=True):
         grads[name] = s.grad.numpy() if s.grad is not None else np.zeros(s.shape)
     return float(loss), grads
@@ -198,7 +198,16 @@ def test_full_bptt_equals_autograd(cell, layout, backend, topology):
     spec = Spec(cell=cell, layout=layout, topology=topology, hidden_size=4, input_size=3,
                 output_size=2)
     args = data(spec, B=3, T=6, seed=1)
-    assert_matches(spec, run(spec, backend, *args), reference(spec, *args))
+    want = reference(spec, *args)
+    assert_matches(spec, run(spec, backend, *args), want)
+    module = symrnn.compile(spec, backend)
+    conv = torch.tensor if backend == "torch" else np.asarray
+    pergate, x, y, h0, c0 = args
+    params = {k: conv(v) for k, v in module_params(spec, pergate).items()}
+    states = [conv(v) for v in (h0, c0)][:len(module.STATES)]
+    _, cache = module.forward(params, conv(x), conv(y), *states)
+    dx = np.asarray(module.backward(params, cache, input_grad=True)["x"])
+    np.testing.assert_allclose(dx, want[1]["x"], rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -298,3 +307,27 @@ def test_lstm_reads_stored_gates_not_recomputed_ones():
     assert "np.tanh(" not in backward and "_sigmoid(" not in backward
     for buffer in ("IS", "FS", "GS", "OS", "TANH_CS"):
         assert f"cache['{buffer}']" in backward
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_torch_wrappers_backpropagate_the_generated_gradients(cell):
+    """RNNLoss / BPTTFunction: autograd calls the generated backward (initial states too)."""
+    spec = Spec(cell=cell, layout="torch", hidden_size=3, input_size=2, output_size=2)
+    module = symrnn.compile(spec, "torch")
+    model = module.RNNLoss(dtype=torch.float64)
+    pergate, x, y, h0, c0 = data(spec, B=2, T=5, seed=5)
+    states = [torch.tensor(v, requires_grad=True) for v in (h0, c0)][:len(module.STATES)]
+    xt = torch.tensor(x, requires_grad=True)
+    loss = model(xt, torch.tensor(y), *states)
+    loss.backward()
+    params = {n: getattr(model, n).detach() for n in module.PARAM_NAMES}
+    _, grads = module.loss_and_grad(params, torch.tensor(x), torch.tensor(y),
+                                    *[s.detach() for s in states])
+    for name in module.PARAM_NAMES:
+        torch.testing.assert_close(getattr(model, name).grad, grads[name], rtol=1e-12, atol=0)
+    for s, state in zip(module.STATES, states, strict=True):
+        torch.testing.assert_close(state.grad, grads[f"{s}_0"], rtol=1e-12, atol=0)
+    full = module.backward(params, module.forward(params, torch.tensor(x), torch.tensor(y),
+                                                  *[s.detach() for s in states])[1],
+                           input_grad=True)
+    torch.testing.assert_close(xt.grad, full["x"], rtol=1e-12, atol=0)

@@ -49,5 +49,10 @@ def test_report_section_writes_verified_modules(tmp_path, monkeypatch):
     text = codegen_section(Spec(), tmp_path)
     assert (tmp_path / "bptt_numpy.py").exists() and (tmp_path / "bptt_torch.py").exists()
     assert text.count(": ok;") == 2 and "## Training (stub)" in text
-    skipped = codegen_section(Spec(cell="gru"), tmp_path)
-    assert "skipped for this spec: code generation supports cell 'elman' only" in skipped
+    for spec in (Spec(cell="gru"), Spec(cell="lstm", layout="torch")):
+        gated = codegen_section(spec, tmp_path)
+        assert gated.count(": ok;") == 2, gated
+        assert f"'cell': {spec.cell!r}" in (tmp_path / "bptt_torch.py").read_text()
+    assert "torch.nn" in gated  # the torch.nn.LSTM oracle for the torch layout
+    skipped = codegen_section(Spec(hidden_size="H"), tmp_path)
+    assert "skipped for this spec: code generation expected integer sizes" in skipped

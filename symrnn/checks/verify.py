@@ -1,15 +1,22 @@
 """Verification of generated gradients, shaped like ``torch.autograd.gradcheck``.
 
 ``verify(spec, backend, *, T=7, batch=5, dtype="float64", ...)`` compiles the
-generated module for ``spec`` and checks its gradients (every parameter,
-h_0, ``delta`` and the input gradient ``x``) against two oracles on random data:
+generated module for ``spec`` (any cell: elman, lstm, gru, gru_v1; either layout) and
+checks its gradients (every parameter, every initial state h_0 (c_0), ``delta``
+(``delta_c``) and the input gradient ``x``) against up to three oracles on random data:
 
-* ``autograd`` — an independent torch forward pass written from the spec
-  (not from the derivation), differentiated by ``torch.autograd``.  For
-  truncated BPTT (k1, k2) it uses the matching detach pattern: for each chunk
-  of k1 steps ending at e, the forward restarts from h_{max(0, e−k2)}
-  detached and only that chunk's losses are backpropagated.  Clipping is
-  applied to the reference gradients with the same formula.
+* ``autograd`` — an independent torch forward pass written here from the textbook
+  equations of each cell (:data:`REFERENCE_CELLS`; not from the derivation nor from
+  :mod:`symrnn.engine`), differentiated by ``torch.autograd``.  For truncated BPTT
+  (k1, k2) it uses the matching detach pattern: for each chunk of k1 steps ending at e,
+  the forward restarts from every state at max(0, e−k2) detached and only that chunk's
+  losses are backpropagated.  Clipping is applied to the reference gradients with the
+  same formula.  ``delta_s[:, t-1]`` is ∂L/∂s_t with the states at t as the variables
+  (for c_t: through step t+1 only; for h_t: the head at t and step t+1).
+* ``torch.nn`` — for the torch layout of elman (tanh, relu), lstm and gru:
+  ``torch.nn.RNN`` / ``LSTM`` / ``GRU`` loaded with the same weight_ih, weight_hh,
+  bias_ih, bias_hh, the same head and loss, differentiated by autograd (same detach
+  pattern and clipping); parameters, initial states and ``x`` are compared.
 * ``finite_differences`` — central differences of the generated forward,
   always in float64 (float32 differences measure rounding, not gradients):
   entrywise when the parameter has at most ``entrywise_max`` entries,
@@ -17,8 +24,9 @@ h_0, ``delta`` and the input gradient ``x``) against two oracles on random data:
   with ⟨g, v⟩.  Skipped under truncation or clipping, where the returned
   "gradient" is by design not ∂L/∂θ.
 
-Random data: parameters N(0, 0.6²) with W_hh rescaled to spectral norm 0.9,
-inputs N(0, 1), h_0 N(0, 0.5²), targets matched to the head.
+Random data (shapes from the module's ``PARAM_SHAPES``): parameters N(0, 0.6²), each
+H×H recurrent block (W_hh, W_h*, the row blocks of weight_hh) rescaled to spectral
+norm 0.9, inputs N(0, 1), every initial state N(0, 0.5²), targets matched to the head.
 
 The error of a parameter is max_i |generated_i − reference_i| divided by
 max(max_i |reference_i|, 1e-3 · the largest reference entry over all
@@ -34,6 +42,7 @@ generated=nan"), never as a relative error computed from it.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -45,19 +54,20 @@ from symrnn.errors import SymrnnError
 from symrnn.ops import elementwise
 from symrnn.spec import Spec, check_T
 
-__all__ = ["TOLERANCES", "Check", "Report", "VerificationError", "verify", "reference_grads",
-           "codegen_section"]
+__all__ = ["TOLERANCES", "REFERENCE_CELLS", "Check", "Report", "VerificationError", "verify",
+           "reference_grads", "torch_nn_grads", "codegen_section"]
 
 TOLERANCES: dict[str, dict[str, float]] = {
-    "float64": {"autograd": 1e-10, "finite_differences": 1e-6},
-    "float32": {"autograd": 1e-4, "finite_differences": 1e-6},
+    "float64": {"autograd": 1e-10, "torch.nn": 1e-10, "finite_differences": 1e-6},
+    "float32": {"autograd": 1e-4, "torch.nn": 1e-4, "finite_differences": 1e-6},
 }
 """Largest relative error allowed, by dtype of the generated code and oracle."""
 
 _EPS = 1e-5
 """Central-difference step: truncation ~ε²·L''', rounding ~1e-16·|L|/ε."""
 
-
+_STACKS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+"""torch.nn's stacked parameters (``weight_ih_l0`` ...): gates' row blocks, torch's order."""
 class VerificationError(SymrnnError, AssertionError):
     """Generated gradients disagree with an oracle."""
 
@@ -138,19 +148,108 @@ class Report:
 # ------------------------------------------------------------------ reference
 
 
-def _step(spec: Spec, p: dict, h, x_t):
-    a = h @ p["W_hh"].T + x_t @ p["W_xh"].T
-    if spec.bias:
-        a = a + p["b_h"]
-    return elementwise(spec.activation).torch_impl(a)
+@dataclass(frozen=True)
+class _Gate:
+    """One gate's pre-activation W_x x + b_x + W_h h + b_h (absent biases: None)."""
+
+    Wx: torch.Tensor
+    Wh: torch.Tensor
+    bx: torch.Tensor | None
+    bh: torch.Tensor | None
+
+    def input(self, x_t):
+        return _affine(x_t, self.Wx, self.bx)
+
+    def recurrent(self, h):
+        return _affine(h, self.Wh, self.bh)
+
+    def __call__(self, x_t, h):
+        return self.input(x_t) + self.recurrent(h)
 
 
-def _step_loss(spec: Spec, p: dict, h, y_t):
-    z = h @ p["W_hy"].T + (p["b_y"] if spec.bias else 0)
+def _affine(v, W, b):
+    out = v @ W.T
+    return out if b is None else out + b
+
+
+def _elman(act, g: dict[str, _Gate], state, x_t):
+    """h_t = f(W_xh x_t + W_hh h_{t-1} + biases)."""
+    (h,) = state
+    return (act(g["h"](x_t, h)),)
+
+
+def _lstm(act, g: dict[str, _Gate], state, x_t):
+    """Hochreiter & Schmidhuber without peepholes: c_t = f c_{t-1} + i g, h_t = o tanh(c_t)."""
+    h, c = state
+    i, f, o = (torch.sigmoid(g[k](x_t, h)) for k in "ifo")
+    c = f * c + i * torch.tanh(g["g"](x_t, h))
+    return o * torch.tanh(c), c
+
+
+def _gru(act, g: dict[str, _Gate], state, x_t):
+    """torch.nn.GRU: n = tanh(W_xn x + b_xn + r ⊙ (W_hn h + b_hn)), h_t = (1−u) n + u h."""
+    (h,) = state
+    r, u = (torch.sigmoid(g[k](x_t, h)) for k in "ru")
+    n = torch.tanh(g["n"].input(x_t) + r * g["n"].recurrent(h))
+    return ((1 - u) * n + u * h,)
+
+
+def _gru_v1(act, g: dict[str, _Gate], state, x_t):
+    """Cho et al. 2014: n = tanh(W_xn x + W_hn (r ⊙ h) + biases), h_t = (1−u) n + u h."""
+    (h,) = state
+    r, u = (torch.sigmoid(g[k](x_t, h)) for k in "ru")
+    n = torch.tanh(g["n"](x_t, r * h))
+    return ((1 - u) * n + u * h,)
+
+
+def _nn_rnn(spec: Spec):
+    if spec.activation not in ("tanh", "relu"):
+        return None
+    return torch.nn.RNN, {"nonlinearity": spec.activation}
+
+
+@dataclass(frozen=True)
+class ReferenceCell:
+    """A cell's textbook step, independent of the engine's cell definitions."""
+
+    gates: str
+    """Gate letters in torch's row order (GRU: r, z = u, n); per-gate names W_x{g}, W_h{g},
+    b_{g} (notes) or b_x{g}/b_h{g}; torch layout: row blocks of the stacked tensors."""
+    states: tuple[str, ...]
+    step: Callable
+    """(activation, gates, states at t−1, x_t) → states at t."""
+    nn: Callable[[Spec], tuple[type, dict] | None]
+    """The torch.nn module with the same equations and its arguments, or None."""
+
+
+REFERENCE_CELLS: dict[str, ReferenceCell] = {
+    "elman": ReferenceCell("h", ("h",), _elman, _nn_rnn),
+    "lstm": ReferenceCell("ifgo", ("h", "c"), _lstm, lambda spec: (torch.nn.LSTM, {})),
+    "gru": ReferenceCell("run", ("h",), _gru, lambda spec: (torch.nn.GRU, {})),
+    "gru_v1": ReferenceCell("run", ("h",), _gru_v1, lambda spec: None),
+}
+
+
+def _gates(spec: Spec, p: dict) -> dict[str, _Gate]:
+    """Per-gate views of the module's parameters (either layout)."""
+    letters = REFERENCE_CELLS[spec.cell].gates
+    if spec.layout == "torch":
+        blocks = [p[n].chunk(len(letters)) if n in p else (None,) * len(letters)
+                  for n in _STACKS]
+        return {g: _Gate(*parts) for g, *parts in zip(letters, *blocks, strict=True)}
+    return {g: _Gate(p[f"W_x{g}"], p[f"W_h{g}"], p.get(f"b_{g}"), p.get(f"b_h{g}"))
+            for g in letters}
+
+
+_HEADS = {"identity": lambda z: z, "sigmoid": torch.sigmoid,
+          "softmax": lambda z: torch.softmax(z, dim=-1)}
+
+
+def _step_loss(spec: Spec, head: dict, h, y_t):
+    z = _affine(h, head["W_hy"], head.get("b_y"))
     if spec.loss == "cross_entropy":
         return -(y_t * torch.log_softmax(z, dim=-1)).sum()
-    yhat = {"identity": z, "sigmoid": torch.sigmoid(z),
-            "softmax": torch.softmax(z, dim=-1)}[spec.head]
+    yhat = _HEADS[spec.head](z)
     return 0.5 * ((yhat - y_t) ** 2).sum()
 
 
@@ -160,49 +259,142 @@ def _target(spec: Spec, y, t: int, T: int):
     return y[:, t - 1]
 
 
-def reference_grads(spec: Spec, params: dict, x, y, h0, *, tbptt=None, clip=None,
-                    clip_value=None) -> tuple[float, dict]:
-    """Loss and gradients by torch.autograd (float64 tensors in, numpy out)."""
-    T = x.shape[1]
-    p = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
-    h_0 = h0.detach().clone().requires_grad_(True)
-    x = x.detach().clone().requires_grad_(True)
+def _windows(T: int, tbptt) -> list[tuple[int, int, int]]:
+    """(start, stop, first): losses of steps start..stop, backpropagated to step first."""
     if tbptt is None:
-        windows = [(1, T, 1)]
-    else:
-        k1, k2 = tbptt
-        windows = [(s, min(s + k1 - 1, T), max(min(s + k1 - 1, T) - k2 + 1, 1))
-                   for s in range(1, T + 1, k1)]
-    with torch.no_grad():
-        states = [h0.detach()]
-        for t in range(1, T + 1):
-            states.append(_step(spec, p, states[-1], x[:, t - 1]))
+        return [(1, T, 1)]
+    k1, k2 = tbptt
+    return [(s, min(s + k1 - 1, T), max(min(s + k1 - 1, T) - k2 + 1, 1))
+            for s in range(1, T + 1, k1)]
+
+
+def _truncated(spec: Spec, head: dict, y, T: int, tbptt, leaves0: tuple, before, run) -> float:
+    """Backpropagate each window's losses; the total loss.
+
+    ``run(init, first, stop)`` gives h_t for t = first..stop from the states ``init`` at
+    first−1: the initial-state leaves for first = 1, else ``before(first − 1)`` detached.
+    """
     total = 0.0
-    deltas = []
-    for start, stop, first in windows:
-        h = h_0 if first == 1 else states[first - 1].clone()
+    for start, stop, first in _windows(T, tbptt):
+        init = leaves0 if first == 1 else tuple(s.detach().clone() for s in before(first - 1))
         loss = 0
-        for t in range(first, stop + 1):
-            h = _step(spec, p, h, x[:, t - 1])
-            h.retain_grad()
-            deltas.append((t, h))
+        for t, h in enumerate(run(init, first, stop), first):
             target = _target(spec, y, t, T)
             if t >= start and target is not None:
-                loss = loss + _step_loss(spec, p, h, target)
+                loss = loss + _step_loss(spec, head, h, target)
         if torch.is_tensor(loss):
             loss.backward()
             total += float(loss.detach())
-    grads = {k: (v.grad if v.grad is not None else torch.zeros_like(v)).numpy()
-             for k, v in p.items()}
-    grads = _clip(grads, clip, clip_value)
-    grads["h_0"] = (h_0.grad if h_0.grad is not None else torch.zeros_like(h_0)).numpy()
-    delta = np.zeros((x.shape[0], T, h0.shape[1]))
-    for t, h in deltas:
-        if h.grad is not None:
-            delta[:, t - 1] += h.grad.numpy()
-    grads["delta"] = delta
-    grads["x"] = (x.grad if x.grad is not None else torch.zeros_like(x)).numpy()
-    return total, grads
+    return total
+
+
+def _leaf(value):
+    return value.detach().clone().requires_grad_(True)
+
+
+def _grad(leaf) -> np.ndarray:
+    return (leaf.grad if leaf.grad is not None else torch.zeros_like(leaf)).numpy()
+
+
+def _initial(spec: Spec, states0, B: int) -> tuple:
+    """Every initial state as a tensor: ``states0`` is h_0 or a tuple; missing ones are 0."""
+    given = tuple(states0) if isinstance(states0, (tuple, list)) else (states0,)
+    names = REFERENCE_CELLS[spec.cell].states
+    zeros = torch.zeros((B, spec.hidden_size), dtype=torch.float64)
+    return tuple(given[k] if k < len(given) and given[k] is not None else zeros
+                 for k in range(len(names)))
+
+
+def _finish(spec: Spec, params: dict, s0: tuple, x, clip, clip_value) -> dict:
+    """Clipped parameter gradients, then dL/ds_0 for every state and dL/dx (unclipped)."""
+    grads = _clip({k: _grad(v) for k, v in params.items()}, clip, clip_value)
+    for name, leaf in zip(REFERENCE_CELLS[spec.cell].states, s0, strict=True):
+        grads[f"{name}_0"] = _grad(leaf)
+    grads["x"] = _grad(x)
+    return grads
+
+
+def _deltas(spec: Spec, record: list, B: int, T: int) -> dict[str, np.ndarray]:
+    """delta (B, T, H) = ∂L/∂h_t and delta_c = ∂L/∂c_t, summed over the windows."""
+    out = {}
+    for k, name in enumerate(REFERENCE_CELLS[spec.cell].states):
+        d = np.zeros((B, T, spec.hidden_size))
+        for t, state in record:
+            if state[k].grad is not None:
+                d[:, t - 1] += state[k].grad.numpy()
+        out["delta" if k == 0 else f"delta_{name}"] = d
+    return out
+
+
+def reference_grads(spec: Spec, params: dict, x, y, h0, *, tbptt=None, clip=None,
+                    clip_value=None) -> tuple[float, dict]:
+    """Loss and gradients by torch.autograd on the textbook step (float64 tensors in,
+    numpy out).  ``h0``: the initial h_0, or a tuple of every initial state (h_0, c_0)."""
+    cell = REFERENCE_CELLS[spec.cell]
+    act = elementwise(spec.activation).torch_impl
+    T, B = x.shape[1], x.shape[0]
+    p = {k: _leaf(v) for k, v in params.items()}
+    s0 = tuple(_leaf(s) for s in _initial(spec, h0, B))
+    x = _leaf(x)
+    with torch.no_grad():  # the states the truncated windows restart from
+        path, gates = [s0], _gates(spec, p)
+        for t in range(1, T + 1):
+            path.append(cell.step(act, gates, path[-1], x[:, t - 1]))
+    record: list = []
+
+    def run(state, first, stop):
+        gates, hs = _gates(spec, p), []
+        for t in range(first, stop + 1):  # clones: the states at t as the variables of delta
+            state = tuple(s.clone() for s in cell.step(act, gates, state, x[:, t - 1]))
+            for s in state:
+                s.retain_grad()
+            record.append((t, state))
+            hs.append(state[0])
+        return hs
+
+    total = _truncated(spec, p, y, T, tbptt, s0, path.__getitem__, run)
+    return total, {**_finish(spec, p, s0, x, clip, clip_value), **_deltas(spec, record, B, T)}
+
+
+def _nn_module(spec: Spec, params: dict):
+    """torch.nn.RNN/LSTM/GRU holding ``params`` (torch layout), or None where none matches."""
+    made = REFERENCE_CELLS[spec.cell].nn(spec) if spec.layout == "torch" else None
+    if made is None:
+        return None
+    cls, kwargs = made
+    with torch.random.fork_rng(devices=[]), torch.no_grad():  # its random init: overwritten
+        rnn = cls(spec.input_size, spec.hidden_size, bias=spec.bias, batch_first=True,
+                  dtype=torch.float64, **kwargs)
+        for name in _STACKS:
+            if name in params:
+                getattr(rnn, f"{name}_l0").copy_(params[name])
+    return rnn
+
+
+def torch_nn_grads(spec: Spec, params: dict, x, y, h0, *, tbptt=None, clip=None,
+                   clip_value=None) -> tuple[float, dict] | None:
+    """Loss and gradients of torch.nn.RNN/LSTM/GRU with the same weights, the same head
+    and loss (torch layout only; None for gru_v1, the notes layout, other activations)."""
+    rnn = _nn_module(spec, params)
+    if rnn is None:
+        return None
+    head = {k: _leaf(params[k]) for k in ("W_hy", "b_y") if k in params}
+    s0 = tuple(_leaf(s) for s in _initial(spec, h0, x.shape[0]))
+    x = _leaf(x)
+
+    def call(init, lo, hi):  # x_t for t = lo+1..hi
+        init = tuple(s.unsqueeze(0) for s in init)
+        out, last = rnn(x[:, lo:hi], init if len(init) > 1 else init[0])
+        return out, tuple(s.squeeze(0) for s in (last if isinstance(last, tuple) else (last,)))
+
+    def before(t):
+        with torch.no_grad():
+            return call(s0, 0, t)[1]
+
+    total = _truncated(spec, head, y, x.shape[1], tbptt, s0, before,
+                       lambda init, first, stop: call(init, first - 1, stop)[0].unbind(1))
+    leaves = {k: head[k] if k in head else getattr(rnn, f"{k}_l0") for k in params}
+    return total, _finish(spec, leaves, s0, x, clip, clip_value)
 
 
 def _clip(grads: dict, clip, clip_value) -> dict:
@@ -218,24 +410,41 @@ def _clip(grads: dict, clip, clip_value) -> dict:
 # ------------------------------------------------------------------ checking
 
 
-def _data(spec: Spec, shapes: dict, T: int, B: int, seed: int):
-    rng = np.random.default_rng(seed)
-    H, D, O = spec.hidden_size, spec.input_size, spec.output_size  # noqa: E741
-    params = {k: rng.normal(scale=0.6, size=s) for k, s in shapes.items()}
-    # a contracting W_hh (spectral norm 0.9) keeps L(θ) well conditioned at large T,
-    # so that finite differences measure the gradient rather than its blow-up
-    params["W_hh"] *= 0.9 / max(float(np.linalg.norm(params["W_hh"], 2)), 1e-12)
-    x = rng.normal(size=(B, T, D))
-    h0 = rng.normal(scale=0.5, size=(B, H))
+def _recurrent(spec: Spec, shapes: dict) -> list[str]:
+    """The parameters multiplying h_{t-1}: W_h{g} (notes) or weight_hh (torch)."""
+    names = ["weight_hh", *(f"W_h{g}" for g in REFERENCE_CELLS[spec.cell].gates)]
+    return [n for n in names if n in shapes]
+
+
+def _contract(w: np.ndarray, H: int, norm: float = 0.9) -> np.ndarray:
+    """Each H×H row block rescaled to spectral norm ``norm``."""
+    blocks = [b * (norm / max(float(np.linalg.norm(b, 2)), 1e-12))
+              for b in np.split(w, w.shape[0] // H)]
+    return np.concatenate(blocks)
+
+
+def _targets(spec: Spec, rng, B: int, T: int) -> np.ndarray:
+    O = spec.output_size  # noqa: E741
     y_shape = (B, T, O) if spec.topology == "many_to_many" else (B, O)
     if spec.loss == "cross_entropy":
-        y = rng.integers(0, O, size=y_shape[:-1])
-        y = np.eye(O)[y]
-    elif spec.head in ("sigmoid", "softmax"):
-        y = rng.uniform(size=y_shape)
-    else:
-        y = rng.normal(size=y_shape)
-    return params, x, y, h0
+        return np.eye(O)[rng.integers(0, O, size=y_shape[:-1])]
+    if spec.head in ("sigmoid", "softmax"):
+        return rng.uniform(size=y_shape)
+    return rng.normal(size=y_shape)
+
+
+def _data(spec: Spec, shapes: dict, T: int, B: int, seed: int):
+    """Parameters (from ``shapes``), x, y and every initial state (a tuple)."""
+    rng = np.random.default_rng(seed)
+    H = spec.hidden_size
+    params = {k: rng.normal(scale=0.6, size=s) for k, s in shapes.items()}
+    # contracting recurrent blocks (spectral norm 0.9) keep L(θ) well conditioned at large
+    # T, so that finite differences measure the gradient rather than its blow-up
+    for name in _recurrent(spec, shapes):
+        params[name] = _contract(params[name], H)
+    x = rng.normal(size=(B, T, spec.input_size))
+    states0 = tuple(rng.normal(scale=0.5, size=(B, H)) for _ in REFERENCE_CELLS[spec.cell].states)
+    return params, x, _targets(spec, rng, B, T), states0
 
 
 def _relative(gen: np.ndarray, ref: np.ndarray, floor: float):
@@ -282,44 +491,63 @@ def _numpy(value) -> np.ndarray:
     return value.detach().cpu().numpy() if torch.is_tensor(value) else np.asarray(value)
 
 
-def _run(module: ModuleType, backend: str, params, x, y, h0, dtype: str):
+def _run(module: ModuleType, backend: str, params, x, y, states0, dtype: str):
     conv = {k: _to_backend(backend, v, dtype) for k, v in params.items()}
     loss, cache = module.forward(conv, _to_backend(backend, x, dtype),
-                                 _to_backend(backend, y, dtype), _to_backend(backend, h0, dtype))
+                                 _to_backend(backend, y, dtype),
+                                 *(_to_backend(backend, s, dtype) for s in states0))
     grads = module.backward(conv, cache, input_grad=True)
     return float(loss), {k: _numpy(v) for k, v in grads.items()}
 
 
-def _finite_differences(module, backend, params, x, y, h0, grads, entrywise_max: int,
-                        seed: int, tol: float) -> list[Check]:
-    def loss_at(p, h):
-        conv = {k: _to_backend(backend, v, "float64") for k, v in p.items()}
+def _fd_estimate(shifted, value: np.ndarray, grad, entrywise_max: int, rng):
+    """(numerical, analytical): entrywise central differences, or along one direction."""
+    if value.size <= entrywise_max:
+        num = np.zeros_like(value)
+        for i in np.ndindex(value.shape):
+            step = np.zeros_like(value)
+            step[i] = _EPS
+            num[i] = (shifted(value + step) - shifted(value - step)) / (2 * _EPS)
+        return num, grad
+    v = rng.normal(size=value.shape)
+    num = (shifted(value + _EPS * v) - shifted(value - _EPS * v)) / (2 * _EPS)
+    return np.array([num]), np.array([float((grad * v).sum())])
+
+
+def _finite_differences(module, backend, spec, params, x, y, states0, grads,
+                        entrywise_max: int, seed: int, tol: float) -> list[Check]:
+    state_names = [f"{s}_0" for s in REFERENCE_CELLS[spec.cell].states]
+    inputs = {**params, **dict(zip(state_names, states0, strict=True))}
+
+    def loss_at(name, value):
+        given = {**inputs, name: value}
+        conv = {k: _to_backend(backend, given[k], "float64") for k in params}
         loss, _ = module.forward(conv, _to_backend(backend, x, "float64"),
                                  _to_backend(backend, y, "float64"),
-                                 _to_backend(backend, h, "float64"))
+                                 *(_to_backend(backend, given[s], "float64")
+                                   for s in state_names))
         return float(loss)
 
     rng = np.random.default_rng(seed + 1)
     numerical, analytical = {}, {}
-    for name in [*params, "h_0"]:
-        value = h0 if name == "h_0" else params[name]
-
-        def shifted(v, name=name):
-            return loss_at(params, v) if name == "h_0" else loss_at({**params, name: v}, h0)
-
-        if value.size <= entrywise_max:
-            num = np.zeros_like(value)
-            for i in np.ndindex(value.shape):
-                step = np.zeros_like(value)
-                step[i] = _EPS
-                num[i] = (shifted(value + step) - shifted(value - step)) / (2 * _EPS)
-            numerical[name], analytical[name] = num, grads[name]
-        else:
-            v = rng.normal(size=value.shape)
-            num = (shifted(value + _EPS * v) - shifted(value - _EPS * v)) / (2 * _EPS)
-            numerical[name] = np.array([num])
-            analytical[name] = np.array([float((grads[name] * v).sum())])
+    for name, value in inputs.items():
+        numerical[name], analytical[name] = _fd_estimate(
+            lambda v, name=name: loss_at(name, v), value, grads[name], entrywise_max, rng)
     return _compare("finite_differences", analytical, numerical, tol)
+
+
+def _reference_checks(spec: Spec, params, x, y, states0, grads, tol: dict, options: dict,
+                      ) -> list[Check]:
+    """The generated gradients against autograd and, where one matches, torch.nn."""
+    t64 = {k: torch.as_tensor(v) for k, v in params.items()}
+    args = (t64, torch.as_tensor(x), torch.as_tensor(y),
+            tuple(torch.as_tensor(s) for s in states0))
+    _, ref = reference_grads(spec, *args, **options)
+    checks = _compare("autograd", grads, ref, tol["autograd"])
+    nn = torch_nn_grads(spec, *args, **options)
+    if nn is not None:
+        checks += _compare("torch.nn", grads, nn[1], tol["torch.nn"])
+    return checks
 
 
 def verify(spec: Spec, backend: str = "numpy", *, T: int = 7, batch: int = 5,
@@ -327,7 +555,8 @@ def verify(spec: Spec, backend: str = "numpy", *, T: int = 7, batch: int = 5,
            clip: float | None = None, clip_value: float | None = None,
            finite_differences: bool = True, entrywise_max: int = 32,
            module: ModuleType | None = None, raise_exception: bool = True) -> Report:
-    """Check the generated gradients of ``spec`` against autograd and finite differences."""
+    """Check the generated gradients of ``spec`` against autograd, torch.nn (torch layout)
+    and finite differences."""
     from symrnn.codegen import compile as compile_module
 
     T = check_T(T)
@@ -337,25 +566,26 @@ def verify(spec: Spec, backend: str = "numpy", *, T: int = 7, batch: int = 5,
         raise SymrnnError(f"batch: expected a positive integer, got {batch!r}")
     if module is None:
         module = compile_module(spec, backend, tbptt, clip, clip_value=clip_value)
-    params, x, y, h0 = _data(spec, module.PARAM_SHAPES, T, batch, seed)
+    params, x, y, states0 = _data(spec, module.PARAM_SHAPES, T, batch, seed)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # reported below
-        loss, grads = _run(module, backend, params, x, y, h0, dtype)
-    t64 = {k: torch.as_tensor(v) for k, v in params.items()}
-    _, ref = reference_grads(spec, t64, torch.as_tensor(x), torch.as_tensor(y),
-                             torch.as_tensor(h0), tbptt=tbptt, clip=clip, clip_value=clip_value)
+        _, grads = _run(module, backend, params, x, y, states0, dtype)
     tol = TOLERANCES[dtype]
-    checks = _compare("autograd", grads, ref, tol["autograd"])
+    options = {"tbptt": tbptt, "clip": clip, "clip_value": clip_value}
+    checks = _reference_checks(spec, params, x, y, states0, grads, tol, options)
     if finite_differences and tbptt is None and clip is None and clip_value is None:
         if dtype != "float64":
-            _, grads = _run(module, backend, params, x, y, h0, "float64")
-        checks += _finite_differences(module, backend, params, x, y, h0, grads, entrywise_max,
-                                      seed, tol["finite_differences"])
-    report = Report(spec, backend, T, batch, dtype, tuple(checks))
+            _, grads = _run(module, backend, params, x, y, states0, "float64")
+        checks += _finite_differences(module, backend, spec, params, x, y, states0, grads,
+                                      entrywise_max, seed, tol["finite_differences"])
+    return _conclude(Report(spec, backend, T, batch, dtype, tuple(checks)), raise_exception)
+
+
+def _conclude(report: Report, raise_exception: bool) -> Report:
     if raise_exception and not report.ok:
         worst = max(report.failures, key=lambda c: c.error / c.tolerance)
         if report.nonfinite:
             worst = report.nonfinite[0]
-        raise VerificationError(worst.message(T))
+        raise VerificationError(worst.message(report.T))
     return report
 
 

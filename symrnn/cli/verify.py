@@ -1,4 +1,5 @@
-"""``symrnn verify``: check generated gradients against autograd and finite differences."""
+"""``symrnn verify``: check generated gradients against autograd, torch.nn and finite
+differences, for every cell (``--cell elman|lstm|gru|gru_v1``, ``--layout notes|torch``)."""
 
 from __future__ import annotations
 
@@ -52,28 +53,47 @@ def verify_command(spec, backend, T, batch, max_batch, dtype, seed, tbptt, clip,
     from symrnn.codegen.lower import check_supported
 
     check_supported(spec)  # the code generator's own rule, before any work
-    if spec.is_concrete:
-        sizes = (spec.hidden_size, spec.input_size, spec.output_size)
-        what = f"verify at T={T}, batch={batch}, H={spec.hidden_size}"
-        check_memory(verify_bytes(*sizes, T, batch), what)
-        check_work(verify_flops(*sizes, T, batch), max_gflop, what)
-    from symrnn.checks.verify import TOLERANCES, verify
+    _check_cost(spec, T, batch, max_gflop)
+    from symrnn.checks.verify import verify
 
     report = verify(spec, backend, T=T, batch=batch, dtype=dtype, seed=seed, tbptt=window,
                     clip=clip, clip_value=clip_value, raise_exception=False)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
-        click.echo(f"verify {describe_spec(spec)}; backend {backend}, T={T}, batch={batch}, "
-                   f"{dtype}")
-        for oracle, errors in report.worst().items():
-            tol = TOLERANCES[dtype][oracle]
-            click.echo(f"  {oracle} (tolerance {tol:g}):")
-            for name, err in errors.items():
-                mark = "ok" if err <= tol else "MISMATCH"
-                click.echo(f"    dL/d{name:<6} max relative error {err:.3e}  {mark}")
-        for failure in report.failures:
-            click.echo(failure.message(T), err=True)
-        click.echo("ok" if report.ok else "FAILED")
+        _print_report(report, T)
     if not report.ok:
         raise SystemExit(1)
+
+
+def _check_cost(spec, T: int, batch: int, max_gflop: int) -> None:
+    """Refuse a run over the memory or work caps; a gated cell costs its gate count times
+    the Elman estimate (nG stacked H-row blocks per product, nG stored gates per step)."""
+    if not spec.is_concrete:
+        return
+    from symrnn.engine.cells import cell_for
+
+    gates = len(cell_for(spec).stacks(False)["weight_hh"])
+    sizes = (spec.hidden_size, spec.input_size, spec.output_size)
+    what = f"verify {spec.cell} at T={T}, batch={batch}, H={spec.hidden_size}"
+    check_memory(gates * verify_bytes(*sizes, T, batch), what)
+    check_work(gates * verify_flops(*sizes, T, batch), max_gflop, what)
+
+
+def _print_report(report, T: int) -> None:
+    """Per oracle (autograd, torch.nn, finite_differences): each gradient's largest error."""
+    from symrnn.checks.verify import TOLERANCES
+
+    click.echo(f"verify {describe_spec(report.spec)}; backend {report.backend}, T={T}, "
+               f"batch={report.batch}, {report.dtype}")
+    worst = report.worst()
+    width = max((len(n) for errors in worst.values() for n in errors), default=6)
+    for oracle, errors in worst.items():
+        tol = TOLERANCES[report.dtype][oracle]
+        click.echo(f"  {oracle} (tolerance {tol:g}):")
+        for name, err in errors.items():
+            mark = "ok" if err <= tol else "MISMATCH"
+            click.echo(f"    dL/d{name:<{width}} max relative error {err:.3e}  {mark}")
+    for failure in report.failures:
+        click.echo(failure.message(T), err=True)
+    click.echo("ok" if report.ok else "FAILED")
