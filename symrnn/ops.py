@@ -93,6 +93,9 @@ class Elementwise:
     torch_helper: str = ""
     activation: bool = True
     """Selectable as a hidden activation (step and exp are only derivatives' parts)."""
+    numpy_out: str | None = None
+    """Writing f({0}) into the existing array {1}, where the library can."""
+    torch_out: str | None = None
 
 
 def _np_sigmoid(a: np.ndarray) -> np.ndarray:
@@ -121,6 +124,7 @@ _ROWS = (
         "tanh", sympy.tanh, lambda y, m: m.sub(m.one(y), m.mul(y, y)), Rational(1),
         r"\tanh", "np.tanh({0})", "torch.tanh({0})", np.tanh, lambda a: a.tanh(),
         "np.tanh({0}, out={0})", "{0}.tanh_()",
+        numpy_out="np.tanh({0}, out={1})", torch_out="torch.tanh({0}, out={1})",
     ),
     Elementwise(
         "relu", lambda a: Max(0, a), lambda y, m: m.apply("step", y), Rational(1),
@@ -132,6 +136,7 @@ _ROWS = (
         "sigmoid", Sigmoid, lambda y, m: m.mul(y, m.sub(m.one(y), y)), Rational(1, 4),
         r"\sigma", "_sigmoid({0})", "torch.sigmoid({0})", _np_sigmoid, lambda a: a.sigmoid(),
         "_sigmoid_({0})", "{0}.sigmoid_()", _SIGMOID_HELPER,
+        torch_out="torch.sigmoid({0}, out={1})",
     ),
     Elementwise(
         "identity", lambda a: a, lambda y, m: m.one(y), Rational(1), "", "{0}", "{0}",
@@ -154,6 +159,7 @@ _ROWS = (
     Elementwise(
         "exp", Exp, lambda y, m: y, float("inf"), r"\exp", "np.exp({0})", "torch.exp({0})",
         np.exp, lambda a: a.exp(), activation=False,
+        numpy_out="np.exp({0}, out={1})", torch_out="torch.exp({0}, out={1})",
     ),
 )
 

@@ -590,16 +590,15 @@ def _stacked_views(plan: StepPlan, homes: Homes, last: bool) -> list[ir.Stmt]:
     return out
 
 
-def _buffers(plan: StepPlan, homes: Homes, into: dict) -> list[ir.Stmt]:
-    """delta_s for the other states, and each product's adjoint buffer (unless a factor
-    fills all of it)."""
-    whole = {homes.place[d][0] for d in into if homes.widths[homes.place[d][0]] == 1}
+def _buffers(plan: StepPlan, homes: Homes) -> list[ir.Stmt]:
+    """delta_s for the other states, and each product's adjoint buffer (preallocated, so
+    that a hoisted factor can be written into it in place)."""
     out = [ir.Assign(N(delta_name(plan.network, s)), op("empty", ir.Tuple(
         (N("T"), N("B"), N("H"))), N("dtype"), N("device")), f"dL/d{s}_t: (T, B, H)")
         for s in plan.states[1:]]
     out += [ir.Assign(N(b), op("empty", ir.Tuple((N("T"), N("B"), width_code(homes.widths[b]))),
                                N("dtype"), N("device")), f"dL/d{b[1:]}_t for t = 1..T")
-            for b in homes.slot_buffers if b not in whole]
+            for b in homes.slot_buffers]
     return out
 
 
@@ -615,7 +614,7 @@ def lower_backward(spec: Spec, rec: Recurrence, plan: StepPlan, layout: Layout, 
                               "(T*B, H)"))
     body += _head(rec, layout, last)
     if tbptt is None:
-        body += _buffers(plan, homes, into) + _factors(plan, homes, into)
+        body += _buffers(plan, homes) + _factors(plan, homes, into)
         body += _full_loop(plan, homes, into)
         body += [ir.Assign(N(f"d{s}_0"), N(carry_name(net, s)), f"dL/d{s}_0") for s in plan.states]
     else:

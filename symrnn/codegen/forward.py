@@ -30,8 +30,8 @@ from symrnn.ops import ELEMENTWISE
 from symrnn.render.printing import text
 from symrnn.spec import Spec
 
-__all__ = ["Pack", "packs", "lower_forward", "loss_env", "unpack_params", "step_env",
-           "step_body", "state_args",
+__all__ = ["Pack", "packs", "hoisted_code", "lower_forward", "loss_env", "unpack_params",
+           "step_env", "step_body", "state_args",
            "Places", "BUFFERS", "CACHE_NAMES", "width_code", "targets", "loss_code"]
 
 CACHE_NAMES = {"h": "HS", "x": "x_all", "y": "y_all", "z": "z", "yhat": "yhat"}
@@ -149,16 +149,37 @@ def _fusable(plan: StepPlan, stored: set[str]) -> dict[str, list[tuple]]:
     return out
 
 
+def whole_products(plan: StepPlan) -> set[str]:
+    """Loop products whose every slot is summed with the hoisted one's: the step adds the
+    hoisted block to the product itself, and the product's bias moves into the hoisted one."""
+    stored = stored_products_of(plan)
+    hoisted = next((p for p in plan.products if p.hoisted), None)
+    return {name for name, pairs in _fusable(plan, stored).items()
+            if name not in stored  # a stored product keeps its own value
+            and len(pairs) == len(next(p for p in plan.products if p.name == name).slots)
+            and hoisted.rows == next(p for p in plan.products if p.name == name).rows}
+
+
+def hoisted_code(plan: StepPlan, layout: Layout, product, x_code: ir.Node) -> ir.Node:
+    """x @ W.T + b for a product over x_t, plus the biases of the whole loop products."""
+    code = op("matmul", x_code, op("T", layout.product_weight(product)))
+    moved = [p for p in plan.products if p.name in whole_products(plan)]
+    for bias in [layout.product_bias(product), *(layout.product_bias(p) for p in moved)]:
+        if bias is not None:
+            code = op("add", code, bias)
+    return code
+
+
 def _fused(plan: StepPlan, layout: Layout, places: Places, stored: set[str]):
     """(sum → symbol, symbol base → code, product name → the code that adds the hoisted
     slots to it, statements of partial runs)."""
     H = layout.H
     sums, codes, whole, runs = {}, {}, {}, []
     hoisted = next((p for p in plan.products if p.hoisted), None)
+    wholes = whole_products(plan)
     for name, pairs in _fusable(plan, stored).items():
         product = next(p for p in plan.products if p.name == name)
-        full = len(pairs) == len(product.slots) and hoisted.rows == product.rows \
-            and name not in stored  # a stored product keeps its own value
+        full = name in wholes
         groups = [pairs] if full else _contiguous(pairs)
         for k, group in enumerate(groups):
             first = group[0][0].index
@@ -308,8 +329,9 @@ def step_body(plan: StepPlan, layout: Layout, places: Places = BUFFERS) -> list[
             target = _at(places.value(product.name)) if product.name in products \
                 else N(product.name)
             code = _product_code(layout, product, env, params)
-            if product.name in whole:
-                code = op("add", code, whole[product.name])
+            if product.name in whole:  # its bias is in the hoisted product
+                code = op("add", op("matmul", rows(product.input, env, params),
+                                    op("T", layout.product_weight(product))), whole[product.name])
             if product.name in packed:
                 body += _pack_code(packed[product.name], code, places, layout.H)
             else:
@@ -383,16 +405,10 @@ def _buffers(plan: StepPlan, layout: Layout, stored_products: set[str]) -> list[
 def _hoisted(plan: StepPlan, layout: Layout) -> list[ir.Stmt]:
     """Products over x_t: one matrix product for every step."""
     out: list[ir.Stmt] = []
-
-    def stacked(base: str, k: int) -> ir.Node:
-        if (base, k) == ("x", 0):
-            return N("x_all")
-        raise CodegenError(f"the hoisted input term reads {base} at offset {k}")
-
     for product in plan.products:
         if product.hoisted:
             width = width_code(product.rows[1] - product.rows[0])
-            code = _product_code(layout, product, stacked, layout.params())
+            code = hoisted_code(plan, layout, product, N("x_all"))
             out.append(ir.Assign(N(product.name), op("reshape", code, ir.Tuple(
                 (N("T"), N("B"), width))), "hoisted, every t: " + product_comment(product)))
     return out

@@ -129,7 +129,7 @@ def _aliases(value: ir.Node, target: ir.Node) -> bool:
     return name in bare
 
 
-def _rewrite(stmt: ir.Stmt, buffers: frozenset[str], fused: bool) -> list[ir.Stmt]:
+def _rewrite(stmt: ir.Stmt, buffers: frozenset[str], table: dict) -> list[ir.Stmt]:
     if not isinstance(stmt, ir.Assign):
         return [stmt]
     name = _target_name(stmt.target)
@@ -143,7 +143,7 @@ def _rewrite(stmt: ir.Stmt, buffers: frozenset[str], fused: bool) -> list[ir.Stm
     if isinstance(value, ir.Op) and value.key == "add" and isinstance(value.args[0], ir.Op) \
             and value.args[0].key == "matmul":
         product = value.args[0].args
-        if fused:  # one call: target = c + a @ b
+        if "addmm_out" in table:  # one call: target = c + a @ b
             out: list[ir.Stmt] = [ir.Expr(ir.op("addmm_out", value.args[1], *product, target),
                                           stmt.comment)]
         else:
@@ -152,6 +152,23 @@ def _rewrite(stmt: ir.Stmt, buffers: frozenset[str], fused: bool) -> list[ir.Stm
         if fn is not None:
             out.append(ir.Expr(ir.op(fn, target)))
         return out
+    return _rewrite_elementwise(stmt, table)
+
+
+def _rewrite_elementwise(stmt: ir.Assign, table: dict) -> list[ir.Stmt]:
+    """``buf = a * b (+ c)`` and ``buf = f(a)`` write into ``buf`` (no temporary, no copy)."""
+    value, target = stmt.value, stmt.target
+    if not isinstance(value, ir.Op):
+        return [stmt]
+    if value.key in ("mul", "add") and len(value.args) == 2:
+        first = value.args[0]
+        if value.key == "add" and isinstance(first, ir.Op) and first.key == "mul":
+            return [ir.Expr(ir.op("mul_out", *first.args, target), stmt.comment),
+                    ir.AugAssign(target, "+", value.args[1])]
+        if all(not isinstance(a, ir.Num) for a in value.args):
+            return [ir.Expr(ir.op(f"{value.key}_out", *value.args, target), stmt.comment)]
+    if f"{value.key}_out" in table and len(value.args) == 1:
+        return [ir.Expr(ir.op(f"{value.key}_out", value.args[0], target), stmt.comment)]
     return [stmt]
 
 
@@ -159,7 +176,7 @@ def inplace(fn: ir.FunctionDef, ctx: Context) -> ir.FunctionDef:
     def block(body: tuple[ir.Stmt, ...]) -> tuple[ir.Stmt, ...]:
         out: list[ir.Stmt] = []
         for stmt in body:
-            out += _rewrite(stmt, ctx.buffers, "addmm_out" in ctx.printer.target.table)
+            out += _rewrite(stmt, ctx.buffers, ctx.printer.target.table)
         return tuple(out)
 
     return ir.map_body((fn,), block)[0]

@@ -69,6 +69,9 @@ def _elementwise(target: str) -> dict[str, str]:
         inplace = getattr(row, f"{target}_inplace")
         if inplace is not None:
             out[f"{name}_"] = inplace
+        into = getattr(row, f"{target}_out")
+        if into is not None:  # writes into an existing array
+            out[f"{name}_out"] = into
     return out
 
 
@@ -140,6 +143,8 @@ NUMPY = Backend(
         "batch_first": "{0}.transpose(1, 0, 2)",
         "gather_steps": "{0}[np.arange({1}, {2} + 1) % {3}]",
         "matmul_out": "np.matmul({0}, {1}, out={2})",
+        "mul_out": "np.multiply({0}, {1}, out={2})",
+        "add_out": "np.add({0}, {1}, out={2})",
         "rsub_": "np.subtract({0}, {1}, out={1})",
         "sqrt": "np.sqrt({0})",
         "clip": "np.clip({0}, -{1}, {1})",
@@ -169,6 +174,8 @@ TORCH = Backend(
         "batch_first": "{0}.transpose(0, 1)",
         "gather_steps": "{0}[torch.arange({1}, {2} + 1, device={0}.device) % {3}]",
         "matmul_out": "torch.matmul({0}, {1}, out={2})",
+        "mul_out": "torch.mul({0}, {1}, out={2})",
+        "add_out": "torch.add({0}, {1}, out={2})",
         "addmm_out": "torch.addmm({0}, {1}, {2}, out={3})",
         "rsub_": "{1}.neg_().add_({0})",
         "addmm": "torch.addmm({0}, {1}, {2})",

@@ -32,6 +32,7 @@ from symrnn.codegen.backward import (
 )
 from symrnn.codegen.forward import (
     Places,
+    hoisted_code,
     loss_code,
     packs,
     step_body,
@@ -93,9 +94,7 @@ def _forward_chunk(plan: StepPlan, layout: Layout) -> list[ir.Stmt]:
     out: list[ir.Stmt] = [ir.Assign(N("x_chunk"), Idx(N("x_all"), "(start - 1) * B:stop * B"))]
     for product in plan.products:
         if product.hoisted:
-            code = op("matmul", N("x_chunk"), op("T", layout.product_weight(product)))
-            bias = layout.product_bias(product)
-            code = code if bias is None else op("add", code, bias)
+            code = hoisted_code(plan, layout, product, N("x_chunk"))
             width = width_code(product.rows[1] - product.rows[0])
             out.append(ir.Assign(N(product.name), op("reshape", code, ir.Tuple(
                 (ir.Num(-1), N("B"), width))), "this chunk's input products"))
