@@ -39,7 +39,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "latex": ("symrnn.cli.latex", "latex_command",
               "Write a standalone LaTeX derivation of BPTT for a spec."),
     "regimes": ("symrnn.cli.regimes", "regimes_command",
-                "Predict vanishing/exploding gradients from W_hh's spectrum; measure; compare."),
+                "Predict vanishing/exploding gradients from the recurrent Jacobian; "
+                "measure; compare."),
     "report": ("symrnn.cli.report", "report_command",
                "Derive, generate, verify and analyse the spec; write a report folder."),
     "verify": ("symrnn.cli.verify", "verify_command",

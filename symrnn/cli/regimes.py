@@ -150,7 +150,7 @@ def _bar(jobs: Iterator, label: str = "sweep") -> Iterator:
 def regimes_command(spec, T, family, radii, seeds, max_seeds, json_file, plot_file, table_file,
                     clip, weights_file, input_scale, compare, compare_cells_flag, cell_names,
                     carry_biases, scale, max_gflop) -> None:
-    """Predict vanishing/exploding gradients from W_hh's spectrum; measure; compare.
+    """Predict vanishing/exploding gradients from the recurrent Jacobian; measure; compare.
 
     Every cell.  Elman: Pascanu's prediction from W_hh's spectrum against the generated
     code, per radius.  A gated cell (--cell lstm, gru, gru_v1): every recurrent matrix at

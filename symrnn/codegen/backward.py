@@ -94,12 +94,13 @@ class Homes:
             widths[delta_name(plan.network, s)] = 1
         ordered = [p for p in plan.products if not p.hoisted] + \
                   [p for p in plan.products if p.hoisted]
-        for product in ordered:
+        for product in ordered:  # a buffer holds only the slots homed in it, in order
+            buf = f"d{product.name}"
             for slot in product.slots:
                 d = plan.slot_adjoints[slot.symbol]
                 if d not in place:
-                    place[d] = (f"d{product.name}", slot.index - product.rows[0])
-                    widths[f"d{product.name}"] = product.rows[1] - product.rows[0]
+                    place[d] = (buf, widths.get(buf, 0))
+                    widths[buf] = widths.get(buf, 0) + 1
         return cls(plan, layout, place, widths)
 
     @property

@@ -140,6 +140,9 @@ def _rewrite(stmt: ir.Stmt, buffers: frozenset[str], table: dict) -> list[ir.Stm
         fn, value = _INPLACE_F[value.key], value.args[0]
     if isinstance(value, ir.Op) and value.key == "matmul" and fn is None:
         return [ir.Expr(ir.op("matmul_out", *value.args, target), stmt.comment)]
+    if isinstance(value, ir.Op) and value.key == "add" and isinstance(value.args[1], ir.Op) \
+            and value.args[1].key == "matmul" and fn is None:  # c + a @ b: the product first
+        value = ir.Op("add", (value.args[1], value.args[0]))
     if isinstance(value, ir.Op) and value.key == "add" and isinstance(value.args[0], ir.Op) \
             and value.args[0].key == "matmul":
         product = value.args[0].args

@@ -34,7 +34,16 @@ from sympy.matrices.expressions.hadamard import HadamardProduct
 
 from symrnn.codegen.translate import CodegenError
 from symrnn.engine.derive import Backprop, Block
-from symrnn.engine.expr import T_SYMBOL, Apply, add, hadamard, matmul, split_timed, timed
+from symrnn.engine.expr import (
+    T_SYMBOL,
+    Apply,
+    add,
+    hadamard,
+    matmul,
+    ones_like,
+    split_timed,
+    timed,
+)
 from symrnn.engine.graph import Equation, Network, network
 from symrnn.spec import Spec
 
@@ -310,12 +319,23 @@ def _uses(state: dict) -> Counter:
     return counts
 
 
-def _inline(state: dict, homes: set) -> None:
-    """Temporaries read once (and not holding a slot's adjoint) are substituted."""
+def _scaled(value, adjoint: set[str]) -> bool:
+    """value = one adjoint ⊙ adjoint-free factors: substituting it costs nothing once the
+    factors are hoisted (dn = δ ⊙ (1 − u) read by three slots becomes δ ⊙ F_k in each)."""
+    if not isinstance(value, HadamardProduct):
+        return False
+    moving = [a for a in _flatten(value)
+              if any(base_of(s) in adjoint for s in a.atoms(MatrixSymbol))]
+    return len(moving) == 1 and isinstance(moving[0], MatrixSymbol)
+
+
+def _inline(state: dict, homes: set, adjoint: set[str]) -> None:
+    """Temporaries read once, or scaled adjoints (and not holding a slot's adjoint), are
+    substituted."""
     while True:
         counts = _uses(state)
         target = next(((n, v) for n, v in state["definitions"]
-                       if n not in homes and counts[n] == 1), None)
+                       if n not in homes and (counts[n] == 1 or _scaled(v, adjoint))), None)
         if target is None:
             return
         state["definitions"].remove(target)
@@ -329,6 +349,44 @@ def _flatten(expr):
             out += _flatten(a)
         return out
     return [expr]
+
+
+def _signed_factors(term) -> tuple[object, list]:
+    """term = c · (f_1 ⊙ f_2 ⊙ …): (c, [f_1, f_2, …])."""
+    coeff = 1
+    if isinstance(term, MatMul):
+        coeff, mats = term.as_coeff_matrices()
+        if len(mats) != 1:
+            return 1, [term]
+        term = mats[0]
+    return coeff, _flatten(term)
+
+
+def _factor_out(expr, adjoint: set[str]):
+    """Σ_i c_i (m ⊙ r_i) → m ⊙ Σ_i c_i r_i for an adjoint m shared by every term, so that
+    the adjoint-free rest can be hoisted (δ ⊙ h − δ ⊙ n → δ ⊙ (h − n))."""
+    if expr is None or isinstance(expr, MatrixSymbol):
+        return expr
+    if isinstance(expr, HadamardProduct):
+        return functools.reduce(hadamard, (_factor_out(a, adjoint) for a in _flatten(expr)))
+    if isinstance(expr, MatMul):
+        coeff, mats = expr.as_coeff_matrices()
+        return matmul(coeff, *(_factor_out(m, adjoint) for m in mats))
+    if not isinstance(expr, MatAdd):
+        return expr
+    terms = [_signed_factors(_factor_out(a, adjoint)) for a in expr.args]
+    shared = set.intersection(*({f for f in fs if isinstance(f, MatrixSymbol)
+                                 and base_of(f) in adjoint} for _, fs in terms))
+    if not shared:
+        return add(*(matmul(c, functools.reduce(hadamard, fs)) for c, fs in terms))
+    m = min(shared, key=lambda f: f.name)
+    rest = []
+    for c, fs in terms:
+        others = list(fs)
+        others.remove(m)
+        body = functools.reduce(hadamard, others) if others else ones_like(m)
+        rest.append(matmul(c, body))
+    return hadamard(m, add(*rest))
 
 
 def _hoist(state: dict, adjoint: set[str]) -> list:
@@ -360,8 +418,8 @@ def _hoist(state: dict, adjoint: set[str]) -> list:
             return matmul(coeff, *(hoist(m) for m in mats))
         return expr
 
-    state["definitions"] = [(n, hoist(v)) for n, v in state["definitions"]]
-    state["carries"] = {k: hoist(v) for k, v in state["carries"].items()}
+    state["definitions"] = [(n, hoist(_factor_out(v, adjoint))) for n, v in state["definitions"]]
+    state["carries"] = {k: hoist(_factor_out(v, adjoint)) for k, v in state["carries"].items()}
     return [(sym, f) for f, sym in factors.items()]
 
 
@@ -378,7 +436,9 @@ def plan(spec: Spec) -> StepPlan:
     slot_syms = [s.symbol for p in products for s in p.slots]
     _merge(state, set())
     homes = {_resolve(state, timed(f"d{base_of(s)}", t_, *s.shape)) for s in slot_syms}
-    _inline(state, homes)
+    adjoint = {base_of(n) for n, _ in state["definitions"]} | {base_of(s) for s in
+                                                              seeds.values()}
+    _inline(state, homes, adjoint)
     adjoint = {base_of(n) for n, _ in state["definitions"]} | {base_of(s) for s in
                                                               seeds.values()}
     factors = _hoist(state, adjoint)
