@@ -70,6 +70,8 @@ _CHOICES = {
     "layout": LAYOUTS,
 }
 _SIZES = ("hidden_size", "input_size", "output_size")
+MAX_LAYERS = 8
+"""Deepest stack a spec may ask for (every layer adds equations to every derivation)."""
 
 Size = int | str
 
@@ -94,6 +96,10 @@ class Spec:
     """'notes': one bias per gate (b_h, b_i, ...); 'torch': two per gate (b_x*, b_h*), as
     torch.nn.RNN/LSTM/GRU store bias_ih and bias_hh, and generated modules take torch's
     stacked parameters weight_ih, weight_hh, bias_ih, bias_hh."""
+    num_layers: int = 1
+    """Stacked layers: layer l's input at step t is layer l−1's h_t; the head reads the top
+    layer.  Layer 0 keeps the single-layer names, layer l ≥ 1 adds ``_l{l}`` (W_hh_l1,
+    h_l1, weight_hh_l1 as in torch)."""
 
     def __post_init__(self) -> None:
         for field, allowed in _CHOICES.items():
@@ -107,6 +113,10 @@ class Spec:
             object.__setattr__(self, field, _check_size(field, getattr(self, field)))
         if not isinstance(self.bias, bool):
             raise SpecError(f"bias must be true or false, got {self.bias!r}")
+        if isinstance(self.num_layers, bool) or not isinstance(self.num_layers, int) \
+                or not 1 <= self.num_layers <= MAX_LAYERS:
+            raise SpecError(f"num_layers must be an integer from 1 to {MAX_LAYERS}, "
+                            f"got {self.num_layers!r}")
         if self.loss == "cross_entropy" and self.head != "softmax":
             raise SpecError(
                 f"loss 'cross_entropy' needs head 'softmax', got head {self.head!r} "

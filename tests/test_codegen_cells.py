@@ -79,42 +79,71 @@ def _loss_at(spec, p, h, y):
     return 0.5 * ((yhat - y) ** 2).sum()
 
 
+def _layer_params(p, layer: int) -> dict:
+    """Layer ``layer``'s parameters under the cell's own names (W_hh_l1 → W_hh)."""
+    if layer == 0:
+        return {k: v for k, v in p.items() if not re.search(r"_l\d+$", k)}
+    suffix = f"_l{layer}"
+    return {k[:-len(suffix)]: v for k, v in p.items() if k.endswith(suffix)}
+
+
+def _stack_step(spec, p, hcs, x):
+    """One step of every layer, bottom up: each layer reads the h_t of the one below."""
+    out, inp = [], x
+    for layer, (h, c) in enumerate(hcs):
+        h, c = STEPS[spec.cell](_layer_params(p, layer), h, c, inp)
+        out.append((h, c))
+        inp = h
+    return out
+
+
 def _window_loss(spec, p, states, x, y, first, stop, start):
     """Σ of the losses at steps start..stop, running steps first..stop from ``states``."""
-    h, c = states
+    hcs = states
     total = torch.zeros(())
     T = x.shape[1]
     for t in range(first, stop + 1):
-        h, c = STEPS[spec.cell](p, h, c, x[:, t - 1])
+        hcs = _stack_step(spec, p, hcs, x[:, t - 1])
         if t >= start and (spec.topology == "many_to_many" or t == T):
             target = y[:, t - 1] if spec.topology == "many_to_many" else y
-            total = total + _loss_at(spec, p, h, target)
-    return total, (h, c)
+            total = total + _loss_at(spec, p, hcs[-1][0], target)
+    return total, hcs
 
 
-def reference(spec, pergate, x, y, h0, c0, tbptt=None):
+def _pairs(spec, init: dict) -> list:
+    """Initial (h, c) per layer as leaf tensors (c unused by one-state cells)."""
+    out = []
+    for layer in range(spec.num_layers):
+        suffix = "" if layer == 0 else f"_l{layer}"
+        out.append(tuple(torch.tensor(init[s + suffix], requires_grad=True) for s in ("h", "c")))
+    return out
+
+
+def reference(spec, pergate, x, y, init, tbptt=None):
     """(loss, grads) by autograd; TBPTT by the detach pattern."""
     p = {k: torch.tensor(v, requires_grad=True) for k, v in pergate.items()}
-    s0 = [torch.tensor(h0, requires_grad=True), torch.tensor(c0, requires_grad=True)]
+    s0 = _pairs(spec, init)
     x, y = torch.tensor(x, requires_grad=True), torch.tensor(y)
     T = x.shape[1]
     k1, k2 = tbptt or (T, T)
     with torch.no_grad():  # every state of the full forward, for the windows' starts
-        states, hc = [tuple(s0)], tuple(s0)
+        states, hcs = [s0], s0
         for t in range(1, T + 1):
-            hc = STEPS[spec.cell](p, *hc, x[:, t - 1])
-            states.append(hc)
+            hcs = _stack_step(spec, p, hcs, x[:, t - 1])
+            states.append(hcs)
     loss = torch.zeros(())
     for start in range(1, T + 1, k1):
         stop = min(start + k1 - 1, T)
         first = max(stop - k2 + 1, 1)
-        begin = tuple(s0) if first == 1 else tuple(s.detach() for s in states[first - 1])
+        begin = s0 if first == 1 else [tuple(s.detach() for s in hc) for hc in states[first - 1]]
         window, _ = _window_loss(spec, p, begin, x, y, first, stop, start)
         window.backward()
         loss = loss + window.detach()
     grads = {k: v.grad.numpy() for k, v in p.items()} | {"x": x.grad.numpy()}
-    for name, s in zip(("h_0", "c_0"), s0, strict=True):
-        grads[name] = s.grad.numpy() if s.grad is not None else np.zeros(s.shape)
+    for layer, pair in enumerate(s0):
+        for name, s in zip(("h", "c"), pair, strict=True):
+            key = f"{name}_0" if layer == 0 else f"{name}_l{layer}_0"
+            grads[key] = s.grad.numpy() if s.grad is not None else np.zeros(s.shape)
     return float(loss), grads
 
 
@@ -135,8 +164,11 @@ def data(spec, B, T, seed):
     y = rng.normal(size=shape)
     if spec.loss == "cross_entropy":
         y = np.eye(O)[rng.integers(0, O, size=shape[:-1])]
-    h0, c0 = rng.normal(size=(B, H)) * 0.5, rng.normal(size=(B, H)) * 0.5
-    return pergate, x, y, h0, c0
+    init = {}
+    for layer in range(spec.num_layers):
+        suffix = "" if layer == 0 else f"_l{layer}"
+        init |= {s + suffix: rng.normal(size=(B, H)) * 0.5 for s in ("h", "c")}
+    return pergate, x, y, init
 
 
 def module_params(spec, pergate):
@@ -168,11 +200,16 @@ def per_gate_grads(spec, grads):
     return out
 
 
-def run(spec, backend, pergate, x, y, h0, c0, tbptt=None, streamed=False):
+def initial(module, init: dict, conv) -> dict:
+    """The module's initial-state arguments (h0, c0, h0_l1, ...) from per-state values."""
+    return {arg: conv(init[s]) for s, arg in zip(module.STATES, module.STATE_ARGS, strict=True)}
+
+
+def run(spec, backend, pergate, x, y, init, tbptt=None, streamed=False):
     module = symrnn.compile(spec, backend, tbptt)
     conv = torch.tensor if backend == "torch" else np.asarray
     params = {k: conv(v) for k, v in module_params(spec, pergate).items()}
-    states = {f"{s}0": conv(v) for s, v in zip(module.STATES, (h0, c0), strict=False)}
+    states = initial(module, init, conv)
     fn = module.loss_and_grad_streamed if streamed else module.loss_and_grad
     loss, grads = fn(params, conv(x), conv(y), **states)
     return float(loss), per_gate_grads(spec, grads)
@@ -202,12 +239,28 @@ def test_full_bptt_equals_autograd(cell, layout, backend, topology):
     assert_matches(spec, run(spec, backend, *args), want)
     module = symrnn.compile(spec, backend)
     conv = torch.tensor if backend == "torch" else np.asarray
-    pergate, x, y, h0, c0 = args
+    pergate, x, y, init = args
     params = {k: conv(v) for k, v in module_params(spec, pergate).items()}
-    states = [conv(v) for v in (h0, c0)][:len(module.STATES)]
-    _, cache = module.forward(params, conv(x), conv(y), *states)
+    _, cache = module.forward(params, conv(x), conv(y), **initial(module, init, conv))
     dx = np.asarray(module.backward(params, cache, input_grad=True)["x"])
     np.testing.assert_allclose(dx, want[1]["x"], rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("num_layers", [2, 3])
+def test_stacked_layers_equal_autograd(cell, layout, num_layers):
+    """A stack is the cell composed: the same generator, every layer's gradients right."""
+    spec = Spec(cell=cell, layout=layout, num_layers=num_layers, hidden_size=3,
+                input_size=2, output_size=2)
+    args = data(spec, B=2, T=5, seed=6)
+    want = reference(spec, *args)
+    for backend in ("numpy", "torch"):
+        assert_matches(spec, run(spec, backend, *args), want)
+    for tbptt in ((2, 3),):
+        want = reference(spec, *args, tbptt=tbptt)
+        assert_matches(spec, run(spec, "numpy", *args, tbptt=tbptt), want)
+        assert_matches(spec, run(spec, "torch", *args, tbptt=tbptt, streamed=True), want)
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -237,10 +290,11 @@ def test_truncated_bptt_equals_the_detach_pattern_stored_and_streamed(cell, layo
 @given(cell=st.sampled_from(CELLS), layout=st.sampled_from(LAYOUTS),
        H=st.integers(1, 5), D=st.integers(1, 4), O=st.integers(1, 3),  # noqa: N803
        T=st.integers(1, 9), B=st.integers(1, 4), seed=st.integers(0, 2**16),  # noqa: N803
-       many=st.booleans())
-def test_hypothesis_sizes_and_seeds(cell, layout, H, D, O, T, B, seed, many):  # noqa: E741, N803
+       many=st.booleans(), layers=st.integers(1, 3))
+def test_hypothesis_sizes_and_seeds(cell, layout, H, D, O, T, B, seed, many,  # noqa: E741, N803
+                                    layers):
     spec = Spec(cell=cell, layout=layout, hidden_size=H, input_size=D, output_size=O,
-                topology="many_to_many" if many else "many_to_one")
+                topology="many_to_many" if many else "many_to_one", num_layers=layers)
     args = data(spec, B=B, T=T, seed=seed)
     assert_matches(spec, run(spec, "numpy", *args), reference(spec, *args))
 
@@ -315,8 +369,8 @@ def test_torch_wrappers_backpropagate_the_generated_gradients(cell):
     spec = Spec(cell=cell, layout="torch", hidden_size=3, input_size=2, output_size=2)
     module = symrnn.compile(spec, "torch")
     model = module.RNNLoss(dtype=torch.float64)
-    pergate, x, y, h0, c0 = data(spec, B=2, T=5, seed=5)
-    states = [torch.tensor(v, requires_grad=True) for v in (h0, c0)][:len(module.STATES)]
+    pergate, x, y, init = data(spec, B=2, T=5, seed=5)
+    states = [torch.tensor(init[s], requires_grad=True) for s in module.STATES]
     xt = torch.tensor(x, requires_grad=True)
     loss = model(xt, torch.tensor(y), *states)
     loss.backward()

@@ -52,6 +52,7 @@ from symrnn.codegen.layout import Layout, buffer, carry_name, delta_name, stored
 from symrnn.codegen.plan import Product, StepPlan, base_of
 from symrnn.codegen.translate import CodegenError, outer_sum, rows, timed_bases
 from symrnn.engine.derive import Recurrence
+from symrnn.engine.graph import network
 from symrnn.render.printing import text
 from symrnn.spec import Spec
 
@@ -354,7 +355,8 @@ def _full_loop(plan: StepPlan, homes: Homes, into: dict) -> list[ir.Stmt]:
     net = plan.network
     seeds = {s: Idx(N(delta_name(net, s)), "t - 1") for s in plan.states}
     env = loop_env(plan, homes, "loop", seeds)
-    first, *others = plan.states
+    first = net.readout
+    others = [s for s in plan.states if s != first]
     body: list[ir.Stmt] = [ir.AugAssign(seeds[first], "+", N(carry_name(net, first)),
                                         f"delta_t = local_t + carry_t (dL/d{first}_t)")]
     body += [ir.Assign(seeds[s], N(carry_name(net, s)), f"dL/d{s}_t from step t+1")
@@ -367,7 +369,7 @@ def _full_loop(plan: StepPlan, homes: Homes, into: dict) -> list[ir.Stmt]:
 
 def _truncated_loop(plan: StepPlan, homes: Homes, tbptt: tuple[int, int]) -> list[ir.Stmt]:
     net, (k1, k2) = plan.network, tbptt
-    first, *_ = plan.states
+    first = net.readout
     carries = {s: N(carry_name(net, s)) for s in plan.states}
     env = loop_env(plan, homes, "window", carries)
     inner: list[ir.Stmt] = [
@@ -414,6 +416,8 @@ def _input_all(plan: StepPlan, product: Product) -> ir.Node:
         return N("x_all")
     if base in plan.states and str(product.input.name).endswith("{t-1}"):
         return N(f"{base}_prev")
+    if base in plan.states:  # the layer below's h_t, t = 1..T
+        return op("reshape", Idx(N(buffer(base)), "1:"), ir.Tuple(TB_H))
     return op("reshape", N(buffer(base)), ir.Tuple(TB_H))
 
 
@@ -540,21 +544,26 @@ def clipping(grad_names: list[str], clip: float | None, clip_value: float | None
 
 def head_reads(rec: Recurrence) -> list[str]:
     """The head values the backward reads from the cache (y, ŷ, z)."""
-    exprs = [rec.output_error[1], rec.local["h"], rec.gradients["W_hy"],
+    readout = _readout(rec)
+    exprs = [rec.output_error[1], rec.local[readout], rec.gradients["W_hy"],
              rec.gradients.get("b_y")]
     bases = set().union(*(timed_bases(e) for e in exprs if e is not None))
     return [b for b in CACHE_NAMES if b in bases and b not in ("h", "x")]
 
 
+def _readout(rec: Recurrence) -> str:
+    return network(rec.spec).readout
+
+
 def _head(rec: Recurrence, layout: Layout, last: bool) -> list[ir.Stmt]:
     """e_t, the hoisted local part W_hyᵀ e_t of δ_t, and the head's gradients."""
-    env_loss, params = loss_env(last), layout.params()
+    env_loss, params = loss_env(last, layout.net.readout), layout.params()
 
     def env(base: str, k: int) -> ir.Node:
         return N("e") if (base, k) == ("e", 0) else env_loss(base, k)
 
     e_sym, e_expr = rec.output_error
-    local = rows(rec.local["h"], env, params)
+    local = rows(rec.local[layout.net.readout], env, params)
     TBH = ir.Tuple((N("T"), N("B"), N("H")))
     out: list[ir.Stmt] = [ir.Assign(N("e"), rows(e_expr, env_loss, params),
                                     f"{e_sym} = {text(e_expr)}")]
@@ -584,7 +593,8 @@ def _stacked_views(plan: StepPlan, homes: Homes, last: bool) -> list[ir.Stmt]:
     out = [ir.Assign(N(f"{s}_prev"), op("reshape", Idx(N(buffer(s)), ":-1"), ir.Tuple(TB_H)),
                      f"{s}_(t-1): (T*B, H)") for s in plan.states]
     if not last:
-        out.append(ir.Assign(N("h_all"), op("reshape", Idx(N("HS"), "1:"), ir.Tuple(TB_H)),
+        out.append(ir.Assign(N("h_all"), op("reshape", Idx(N(buffer(plan.network.readout)), "1:"),
+                                            ir.Tuple(TB_H)),
                              "(T*B, H)"))
     out += [ir.Assign(N(f"{b}_all"), op("reshape", N(b), ir.Tuple(
         (op("mul", N("T"), N("B")), width_code(w))))) for b, w in homes.widths.items()]
@@ -596,7 +606,7 @@ def _buffers(plan: StepPlan, homes: Homes) -> list[ir.Stmt]:
     that a hoisted factor can be written into it in place)."""
     out = [ir.Assign(N(delta_name(plan.network, s)), op("empty", ir.Tuple(
         (N("T"), N("B"), N("H"))), N("dtype"), N("device")), f"dL/d{s}_t: (T, B, H)")
-        for s in plan.states[1:]]
+        for s in plan.states if s != plan.network.readout]
     out += [ir.Assign(N(b), op("empty", ir.Tuple((N("T"), N("B"), width_code(homes.widths[b]))),
                                N("dtype"), N("device")), f"dL/d{b[1:]}_t for t = 1..T")
             for b in homes.slot_buffers]
@@ -611,7 +621,8 @@ def lower_backward(spec: Spec, rec: Recurrence, plan: StepPlan, layout: Layout, 
     body += [ir.Assign(N("dtype"), op("dtype_of", N("HS"))),
              ir.Assign(N("device"), op("device_of", N("HS"))), *layout.build_stacks()]
     if not last:
-        body.append(ir.Assign(N("h_all"), op("reshape", Idx(N("HS"), "1:"), ir.Tuple(TB_H)),
+        body.append(ir.Assign(N("h_all"), op("reshape", Idx(N(buffer(net.readout)), "1:"),
+                                             ir.Tuple(TB_H)),
                               "(T*B, H)"))
     body += _head(rec, layout, last)
     if tbptt is None:

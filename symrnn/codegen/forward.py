@@ -44,11 +44,12 @@ t_ = T_SYMBOL
 def unpack_params(names: list[str]) -> list[ir.Stmt]:
     return [ir.Assign(N(n), op("get", N("params"), ir.Str(n))) for n in names]
 
-def loss_env(last: bool):
-    h_loss = Idx(N("HS"), "T") if last else N("h_all")
+def loss_env(last: bool, readout: str = "h"):
+    """The head's values at the loss steps; ``readout`` is the state it reads (h, h_l1)."""
+    h_loss = Idx(N(buffer(readout)), "T") if last else N("h_all")
 
     def env(base: str, k: int) -> ir.Node:
-        if base == "h" and k == 0:
+        if base == readout and k == 0:
             return h_loss
         if k == 0 and base in CACHE_NAMES:
             return N(CACHE_NAMES[base])
@@ -425,8 +426,8 @@ def lower_forward(spec: Spec, plan: StepPlan, layout: Layout, last: bool,
     stored_products = stored_products_of(plan)
     inits = [N(state_arg(s)) for s in plan.states]
     body: list[ir.Stmt] = [
-        ir.Assign(ir.Tuple((N("B"), N("T"))), op("check" if len(inits) == 1 else "check4",
-                                                 N("x"), N("y"), *inits)),
+        ir.Assign(ir.Tuple((N("B"), N("T"))), op("call", ir.Str("_check"), N("x"), N("y"),
+                                                 *inits)),
         ir.Assign(N("dtype"), op("dtype_of", N("x"))),
         ir.Assign(N("device"), op("device_of", N("x"))),
         *unpack_params(layout.module_params()),
@@ -464,10 +465,10 @@ def _head(spec: Spec, net, last: bool, layout: Layout) -> list[ir.Stmt]:
     params = layout.params()
     body: list[ir.Stmt] = []
     if not last:
-        body.append(ir.Assign(N("h_all"), op("reshape", Idx(N("HS"), "1:"),
+        body.append(ir.Assign(N("h_all"), op("reshape", Idx(N(buffer(net.readout)), "1:"),
                                              ir.Tuple((op("mul", N("T"), N("B")), N("H")))),
                               "h_t at the loss steps: (T*B, H)"))
-    env = loss_env(last)
+    env = loss_env(last, net.readout)
     for eq in head:
         base = eq.lhs.name.split("_{")[0]
         comment = f"{base}_t = {text(eq.rhs)}" if isinstance(eq.rhs, MatrixSymbol) \

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from symrnn.codegen import ir
-from symrnn.codegen.plan import PAIRS, Product, StepPlan, base_of
+from symrnn.codegen.plan import Product, StepPlan, base_of
 from symrnn.engine.graph import Network
 
 __all__ = ["Layout", "buffer", "delta_name", "carry_name", "state_arg", "HEAD"]
@@ -33,15 +33,17 @@ def buffer(base: str) -> str:
 
 
 def delta_name(net: Network, state: str) -> str:
-    return "delta" if state == net.states[0] else f"delta_{state}"
+    return "delta" if state == net.readout else f"delta_{state}"
 
 
 def carry_name(net: Network, state: str) -> str:
-    return "carry" if state == net.states[0] else f"carry_{state}"
+    return "carry" if state == net.readout else f"carry_{state}"
 
 
 def state_arg(state: str) -> str:
-    return f"{state}0"
+    """The argument holding a state's initial value: h → h0, c_l1 → c0_l1."""
+    base, sep, layer = state.partition("_l")
+    return f"{base}0{sep}{layer}"
 
 
 def _rows(first: int, stop: int, H: int, total: int) -> str | None:
@@ -146,4 +148,4 @@ def stored_products(plan: StepPlan) -> set[str]:
             if any(base_of(s.symbol) in stored for s in p.slots)}
 
 
-__all__ += ["stored_products", "PAIRS"]
+__all__ += ["stored_products"]

@@ -47,11 +47,14 @@ from symrnn.engine.expr import (
 from symrnn.engine.graph import Equation, Network, network
 from symrnn.spec import Spec
 
-__all__ = ["Slot", "Product", "StepPlan", "plan", "PAIRS", "base_of"]
+__all__ = ["Slot", "Product", "StepPlan", "plan", "pairs", "base_of"]
 
 t_ = T_SYMBOL
-PAIRS = (("weight_ih", "bias_ih"), ("weight_hh", "bias_hh"))
-"""Each weight stack and the bias stack added to its products."""
+def pairs(net: Network) -> list[tuple[str, str]]:
+    """Each weight stack and the bias stack added to its products (weight_ih ↔ bias_ih,
+    weight_hh_l1 ↔ bias_hh_l1, ...)."""
+    return [(name, "bias_" + name[len("weight_"):]) for name in net.stacks
+            if name.startswith("weight_")]
 
 
 def base_of(sym: MatrixSymbol) -> str | None:
@@ -137,7 +140,7 @@ class _Slots:
         self.net = net
         self.weights: dict[str, tuple[str, int]] = {}
         self.biases: dict[str, tuple[str, int]] = {}
-        for weight_stack, bias_stack in PAIRS:
+        for weight_stack, bias_stack in pairs(net):
             for k, name in enumerate(net.stacks[weight_stack]):
                 if name is not None:
                     self.weights[name] = (weight_stack, k)
@@ -194,7 +197,7 @@ class _Slots:
 def _products(slots: _Slots) -> tuple[Product, ...]:
     """Slots of one stack with one input, in stack order, as contiguous products."""
     out: list[Product] = []
-    for weight_stack, bias_stack in PAIRS:
+    for weight_stack, bias_stack in pairs(slots.net):
         row = sorted((s for s, _ in slots.found.values() if slots.weights[s.weight][0]
                       == weight_stack), key=lambda s: s.index)
         runs: list[list[Slot]] = []

@@ -42,7 +42,6 @@ _BIN = {
     "reshape": ("{0}.reshape({1})", ATOM, (ATOM, 0)),
     "float": ("float({0})", ATOM, (0,)),
     "check": ("_check({0}, {1}, {2})", ATOM, (0, 0, 0)),
-    "check4": ("_check({0}, {1}, {2}, {3})", ATOM, (0, 0, 0, 0)),
 }
 
 
@@ -236,6 +235,9 @@ class Printer:
         raise SymrnnError(f"cannot print code node {node!r}")
 
     def _print_op(self, node: ir.Op) -> tuple[str, int]:
+        if node.key == "call":  # a generated helper with any number of arguments
+            name, *args = node.args
+            return f"{name.value}({', '.join(self.expr(a) for a in args)})", ATOM
         try:
             template, prec, slots = self.target.table[node.key]
         except KeyError:
@@ -251,6 +253,8 @@ class Printer:
 
     def printed_args(self, node: ir.Op) -> tuple[ir.Node, ...]:
         """The operands of ``node`` that this backend's spelling actually prints."""
+        if node.key == "call":
+            return node.args[1:]
         template = self.target.table[node.key][0]
         return tuple(a for i, a in enumerate(node.args) if f"{{{i}}}" in template)
 

@@ -103,22 +103,28 @@ def _forward_chunk(plan: StepPlan, layout: Layout) -> list[ir.Stmt]:
     return out
 
 
-def _chunk_env(base: str, k: int) -> ir.Node:
-    names = {"h": "h_chunk", "y": "y_chunk", "z": "z", "yhat": "yhat", "e": "e"}
-    if k == 0 and base in names:
-        return N(names[base])
-    raise CodegenError(f"the chunk head reads {base} at offset {k}")
+def _chunk_env_of(readout: str):
+    names = {readout: "h_chunk", "y": "y_chunk", "z": "z", "yhat": "yhat", "e": "e"}
+
+    def env(base: str, k: int) -> ir.Node:
+        if k == 0 and base in names:
+            return N(names[base])
+        raise CodegenError(f"the chunk head reads {base} at offset {k}")
+
+    return env
 
 
 def _head_chunk(spec: Spec, rec: Recurrence, plan: StepPlan, layout: Layout) -> list[ir.Stmt]:
     net, last, params = plan.network, spec.topology == "many_to_one", layout.params()
+    _chunk_env = _chunk_env_of(net.readout)
     eqs = net.step_equations(t_, net.state_symbols(t_ - 1))
     (loss_eq,) = [e for e in eqs if e.block == "loss"]
     if last:
-        body: list[ir.Stmt] = [ir.Assign(N("h_chunk"), Idx(N("ring_h"), "T % R")),
+        body: list[ir.Stmt] = [ir.Assign(N("h_chunk"), Idx(N(f"ring_{net.readout}"), "T % R")),
                                ir.Assign(N("y_chunk"), N("y_all"))]
     else:
-        body = [ir.Assign(N("h_chunk"), op("reshape", op("gather_steps", N("ring_h"), N("start"),
+        ring = N(f"ring_{net.readout}")
+        body = [ir.Assign(N("h_chunk"), op("reshape", op("gather_steps", ring, N("start"),
                                                          N("stop"), N("R")),
                                            ir.Tuple((ir.Num(-1), N("H"))))),
                 ir.Assign(N("y_chunk"), Idx(N("y_all"), "(start - 1) * B:stop * B"))]
@@ -126,7 +132,7 @@ def _head_chunk(spec: Spec, rec: Recurrence, plan: StepPlan, layout: Layout) -> 
              for e in eqs if e.block == "head"]
     body.append(ir.AugAssign(N("loss"), "+", loss_code(loss_eq.rhs, _chunk_env, params)))
     body.append(ir.Assign(N("e"), rows(rec.output_error[1], _chunk_env, params)))
-    local = rows(rec.local["h"], _chunk_env, params)
+    local = rows(rec.local[net.readout], _chunk_env, params)
     if last:
         body.append(ir.Assign(Idx(N("local"), "stop - start"), local, "loss at t = T only"))
     else:
@@ -145,7 +151,7 @@ def _window(plan: StepPlan, homes: Homes) -> list[ir.Stmt]:
     net, layout = plan.network, homes.layout
     carries = {s: N(carry_name(net, s)) for s in plan.states}
     env = loop_env(plan, homes, "window", carries, RINGS, inline_factors=True)
-    first, *_ = plan.states
+    first = net.readout
     grads: list[ir.Stmt] = []
     for product in plan.products:
         for stack, (a, b), code in block_grads(plan, homes, product, "window",
@@ -195,8 +201,8 @@ def lower_streamed(spec: Spec, rec: Recurrence, plan: StepPlan, layout: Layout,
     inits = [N(state_arg(s)) for s in plan.states]
     names = layout.module_params()
     body: list[ir.Stmt] = [
-        ir.Assign(ir.Tuple((N("B"), N("T"))), op("check" if len(inits) == 1 else "check4",
-                                                 N("x"), N("y"), *inits)),
+        ir.Assign(ir.Tuple((N("B"), N("T"))), op("call", ir.Str("_check"), N("x"), N("y"),
+                                                 *inits)),
         ir.Assign(N("dtype"), op("dtype_of", N("x"))),
         ir.Assign(N("device"), op("device_of", N("x"))),
         *unpack_params(names), *layout.build_stacks(),

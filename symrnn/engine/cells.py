@@ -114,9 +114,11 @@ class StepBuilder:
     params: dict[str, MatrixSymbol]
     activation: str
     equations: list[tuple[MatrixSymbol, MatrixExpr]] = field(default_factory=list)
+    suffix: str = ""
+    """Appended to every name the step defines (``_l1`` for the second layer of a stack)."""
 
     def let(self, name: str, rhs: MatrixExpr) -> MatrixSymbol:
-        lhs = timed(name, self.time, *rhs.shape)
+        lhs = timed(name + self.suffix, self.time, *rhs.shape)
         self.equations.append((lhs, rhs))
         return lhs
 

@@ -33,7 +33,7 @@ from symrnn.engine.cells import (
 from symrnn.engine.expr import timed
 from symrnn.spec import Spec, check_T
 
-__all__ = ["Equation", "Network", "Program", "network", "unroll"]
+__all__ = ["Equation", "Layer", "Network", "Program", "network", "unroll"]
 
 
 @dataclass(frozen=True)
@@ -45,13 +45,28 @@ class Equation:
     time: object
 
 
+@dataclass(frozen=True)
+class Layer:
+    """One cell of a stack: its names carry ``suffix`` (``""`` for layer 0, ``_l1``, …)."""
+
+    index: int
+    suffix: str
+    input: str
+    """The base name of the per-step input: 'x', or the layer below's 'h' state."""
+    params: dict
+    """The cell's own parameter names (W_hh, b_h, …) → this layer's symbols."""
+    states: tuple[str, ...]
+    """This layer's state names (h_l1, c_l1, …), in the cell's order."""
+
+
 @dataclass(frozen=True, eq=False)
 class Network:
-    """A spec resolved once: its cell, sizes, parameters, states and loss steps.
+    """A spec resolved once: its cell, layers, sizes, parameters, states and loss steps.
 
     Everything downstream (the reverse mode, the code generator, the LaTeX
     writer) reads this object instead of looking the spec up again; build it
-    with :func:`network` (cached per spec).
+    with :func:`network` (cached per spec).  A stack of ``num_layers`` is the same cell
+    definition composed: layer l reads layer l−1's h_t as its input; nothing else changes.
     """
 
     spec: Spec
@@ -59,20 +74,31 @@ class Network:
     sizes: Sizes
     param_defs: tuple[ParamDef, ...]
     params: dict[str, MatrixSymbol]
-    """Parameter symbols of the cell and the head (biases dropped when off)."""
+    """Parameter symbols of every layer and the head (biases dropped when off)."""
     initial_states: dict[str, MatrixSymbol]
-    """h_0 (and c_0 for LSTM)."""
+    """h_0 (and c_0 for LSTM), for every layer."""
+    layers: tuple[Layer, ...]
 
     @property
     def states(self) -> tuple[str, ...]:
-        return self.cell.states
+        return tuple(self.initial_states)
+
+    @property
+    def readout(self) -> str:
+        """The state the output head reads: the top layer's h."""
+        return self.layers[-1].states[0]
 
     @property
     def stacks(self) -> dict[str, tuple[str | None, ...]]:
         """torch's stacked parameters → the per-gate names in them (absent ones None)."""
         table = self.cell.stacks(self.spec.layout == "torch")
-        return {name: tuple(p if p in self.params else None for p in members)
-                for name, members in table.items()}
+        out = {}
+        for layer in self.layers:
+            for name, members in table.items():
+                out[name + layer.suffix] = tuple(
+                    p + layer.suffix if p is not None and p + layer.suffix in self.params
+                    else None for p in members)
+        return out
 
     @property
     def bias_names(self) -> frozenset[str]:
@@ -83,26 +109,34 @@ class Network:
         return self.spec.topology == "many_to_many" or t == T
 
     def adjoint_symbol(self, state: str, time) -> MatrixSymbol:
-        """δ_τ for a one-state cell, δ^{s}_τ for each state of a multi-state cell."""
+        """δ_τ for a one-state network, δ^{s}_τ for each state of a multi-state one."""
         base = "delta" if len(self.states) == 1 else f"delta^{{{state}}}"
         return timed(base, time, self.initial_states[state].shape[0])
 
     def state_symbols(self, time) -> dict[str, MatrixSymbol]:
-        """The states at step ``time`` (h_τ, and c_τ for LSTM)."""
+        """The states at step ``time`` (h_τ, and c_τ for LSTM; every layer's)."""
         return {s: timed(s, time, sym.shape[0]) for s, sym in self.initial_states.items()}
+
+    def _cell_equations(self, time, prev: dict[str, MatrixSymbol]) -> list[Equation]:
+        out: list[Equation] = []
+        for layer in self.layers:
+            x = timed("x", time, self.sizes.D) if layer.input == "x" else \
+                timed(layer.input, time, self.sizes.H)
+            own = dict(zip(self.cell.states, (prev[s] for s in layer.states), strict=True))
+            builder = StepBuilder(time=time, prev=own, x=x, params=layer.params,
+                                  activation=self.spec.activation, suffix=layer.suffix)
+            self.cell.step(builder)
+            out += [Equation(lhs, rhs, "cell", time) for lhs, rhs in builder.equations]
+        return out
 
     def step_equations(self, time, prev: dict[str, MatrixSymbol], *, cell: bool = True,
                        head: bool = True) -> list[Equation]:
         """Equations of step τ = ``time`` reading the states ``prev`` of step τ−1."""
-        builder = StepBuilder(time=time, prev=prev, x=timed("x", time, self.sizes.D),
-                              params=self.params, activation=self.spec.activation)
-        out: list[Equation] = []
-        if cell:
-            self.cell.step(builder)
-            out += [Equation(lhs, rhs, "cell", time) for lhs, rhs in builder.equations]
-            builder.equations.clear()
+        out = self._cell_equations(time, prev) if cell else []
         if head:
-            h = timed("h", time, self.sizes.H)
+            builder = StepBuilder(time=time, prev=prev, x=timed("x", time, self.sizes.D),
+                                  params=self.params, activation=self.spec.activation)
+            h = timed(self.readout, time, self.sizes.H)
             head_step(self.spec, builder, h, timed("y", time, self.sizes.O))
             for lhs, rhs in builder.equations:
                 block = "loss" if lhs.name.startswith("L_") else "head"
@@ -120,16 +154,34 @@ class Network:
         return Program(self, T, tuple(equations))
 
 
+def _layer(cell: CellDef, spec: Spec, sizes: Sizes, index: int) -> tuple[Layer, list]:
+    """Layer ``index`` of the stack and its parameter definitions (inputs H wide above 0)."""
+    suffix = "" if index == 0 else f"_l{index}"
+    own_sizes = sizes if index == 0 else Sizes(sizes.H, sizes.H, sizes.O)
+    defs = [p for p in cell.params(spec.layout == "torch") if spec.bias or not p.is_bias]
+    named = [ParamDef(p.name + suffix, p.shape, p.is_bias) for p in defs]
+    symbols = {p.name: n.symbol(own_sizes) for p, n in zip(defs, named, strict=True)}
+    below = "x" if index == 0 else cell.states[0] + ("" if index == 1 else f"_l{index - 1}")
+    states = tuple(s + suffix for s in cell.states)
+    return Layer(index, suffix, below, symbols, states), named
+
+
 @functools.lru_cache(maxsize=256)
 def network(spec: Spec) -> Network:
     """Resolve ``spec`` into its :class:`Network` (once per spec)."""
     cell = cell_for(spec)
     sizes = Sizes.of(spec)
-    defs = tuple(p for p in cell.params(spec.layout == "torch") + head_params()
-                 if spec.bias or not p.is_bias)
-    params = {p.name: p.symbol(sizes) for p in defs}
-    states = {s: timed(s, 0, sizes.H) for s in cell.states}
-    return Network(spec, cell, sizes, defs, params, states)
+    layers, defs, params = [], [], {}
+    for index in range(spec.num_layers):
+        layer, named = _layer(cell, spec, sizes, index)
+        layers.append(layer)
+        defs += named
+        params |= {n.name: sym for n, sym in zip(named, layer.params.values(), strict=True)}
+    head = [p for p in head_params() if spec.bias or not p.is_bias]
+    defs += head
+    params |= {p.name: p.symbol(sizes) for p in head}
+    states = {s: timed(s, 0, sizes.H) for layer in layers for s in layer.states}
+    return Network(spec, cell, sizes, tuple(defs), params, states, tuple(layers))
 
 
 @dataclass(frozen=True)
