@@ -55,7 +55,7 @@ FORMULAS = [r"\frac{\partial L_3}{\partial V} = -(y_3 - \hat{y}_3) h_3^\top",
 SPEC = {"--cell": CHOICE_VALUES, "--activation": CHOICE_VALUES, "--head": CHOICE_VALUES,
         "--loss": CHOICE_VALUES, "--topology": CHOICE_VALUES, "--hidden-size": INTS,
         "--input-size": INTS, "--output-size": INTS, "--no-bias": None, "--spec": PATHS,
-        "--max-size": INTS}
+        "--max-size": INTS, "--layout": CHOICE_VALUES, "--num-layers": INTS}
 
 OPTIONS: dict[str, dict[str, list[str] | None]] = {
     "derive": {**SPEC, "--T": INTS, "--max-T": INTS, "--format": ["text", "json", "latex", "x"],

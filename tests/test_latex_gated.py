@@ -9,6 +9,7 @@ the documents print; (3) a second process with another hash seed for stability.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -327,3 +328,13 @@ def test_variants_compile_without_overfull_boxes(cell, tmp_path):
                    cwd=tmp_path, capture_output=True, check=True, timeout=120)
     log = (tmp_path / f"{cell}.log").read_text(errors="replace")
     assert "Overfull \\hbox" not in log
+
+
+@pytest.mark.parametrize("cell", ["elman", "lstm"])
+def test_stacked_documents_name_layers_as_superscripts(cell):
+    """Layer 2 of a stack prints as W^{(2)}_{hh}, h^{(2)}_t: no raw _l1 suffix in math."""
+    text = derivation_to_latex(DEFAULT_SPEC.replace(cell=cell, num_layers=2))
+    math = re.findall(r"\$[^$]*\$", text) + re.findall(r"\\begin\{align\*\}.*?\\end\{align\*\}",
+                                                       text, flags=re.S)
+    assert math and not any(re.search(r"(?<!\\texttt\{)\b[a-zA-Z]+_l1", m) for m in math)
+    assert "^{(2)}" in text

@@ -5,7 +5,10 @@ an ``nn.Linear`` head (weight → W_hy, bias → b_y) is exactly the parameter d
 generated LSTM with ``layout = "torch"``; the generated loss and gradients equal those of
 the torch modules (same head, same loss, autograd) to 1e-10 in float64.  The same for
 ``nn.GRU`` (cell ``gru``: reset after the recurrent product) and ``nn.RNN`` (Elman, whose
-bias_ih / bias_hh are the per-gate b_xh / b_hh).
+bias_ih / bias_hh are the per-gate b_xh / b_hh).  Stacks too: ``nn.LSTM(8, 32,
+num_layers=2)``'s state_dict with ``_l0`` dropped and ``_l1`` kept (weight_ih_l1 ...) is
+the parameter dict of the generated 2-layer module, whose initial states h0, c0, h0_l1,
+c0_l1 are the rows of torch's (num_layers, B, H) h0 / c0.
 """
 
 from __future__ import annotations
@@ -38,13 +41,16 @@ def _compiled(spec: Spec, backend: str):
     return symrnn.compile(spec, backend)
 
 
-def _setup(name: str, head=HEADS[0], bias: bool = True, seed: int = 0):
-    """The spec, torch's modules (seeded default init) and random x, y, h0, c0."""
+def _setup(name: str, head=HEADS[0], bias: bool = True, seed: int = 0, num_layers: int = 1):
+    """The spec, torch's modules (seeded default init) and random x, y and initial states
+    (h0, c0, h0_l1, c0_l1, ...: the generated module's STATES)."""
     cell, activation, cls, kwargs = MODULES[name]
     spec = Spec(cell=cell, activation=activation, layout="torch", head=head[0], loss=head[1],
-                topology=head[2], hidden_size=H, input_size=D, output_size=O, bias=bias)
+                topology=head[2], hidden_size=H, input_size=D, output_size=O, bias=bias,
+                num_layers=num_layers)
     torch.manual_seed(seed)
-    rnn = cls(D, H, bias=bias, batch_first=True, dtype=torch.float64, **kwargs)
+    rnn = cls(D, H, num_layers=num_layers, bias=bias, batch_first=True, dtype=torch.float64,
+              **kwargs)
     linear = torch.nn.Linear(H, O, bias=bias, dtype=torch.float64)
     x = torch.randn(B, T, D, dtype=torch.float64)
     shape = (B, T, O) if spec.topology == "many_to_many" else (B, O)
@@ -53,7 +59,7 @@ def _setup(name: str, head=HEADS[0], bias: bool = True, seed: int = 0):
     else:
         y = torch.rand(shape, dtype=torch.float64)
     states = tuple(0.5 * torch.randn(B, H, dtype=torch.float64)
-                   for _ in (("h", "c") if cell == "lstm" else ("h",)))
+                   for _ in _compiled(spec, "torch").STATES)
     return spec, rnn, linear, x, y, states
 
 
@@ -71,8 +77,12 @@ OUTPUT = {"identity": lambda z: z, "sigmoid": torch.sigmoid,
 
 
 def _torch_loss(spec: Spec, rnn, linear, x, y, states):
-    """torch's module, then the linear head and the loss (summed over steps and batch)."""
-    init = tuple(s.unsqueeze(0) for s in states)
+    """torch's module, then the linear head and the loss (summed over steps and batch).
+
+    ``states`` are per layer (h, c, h_l1, c_l1, ...); torch takes each kind stacked over
+    the layers, (num_layers, B, H)."""
+    n = len(states) // spec.num_layers
+    init = tuple(torch.stack(states[k::n]) for k in range(n))
     out, _ = rnn(x, (init if len(init) > 1 else init[0]) if init else None)
     z = linear(out if spec.topology == "many_to_many" else out[:, -1])
     if spec.loss == "cross_entropy":
@@ -91,7 +101,8 @@ def _torch_grads(spec: Spec, rnn, linear, x, y, states):
     grads = {k.removesuffix("_l0"): p.grad for k, p in rnn.named_parameters()}
     grads.update({"W_hy": linear.weight.grad, **({"b_y": linear.bias.grad}
                                                   if linear.bias is not None else {})})
-    grads.update({f"{s}_0": v.grad for s, v in zip(("h", "c")[:len(states)], states, strict=True)})
+    names = _compiled(spec, "torch").STATES if states else ()
+    grads.update({f"{s}_0": v.grad for s, v in zip(names, states, strict=True)})
     grads["x"] = x.grad
     return loss.detach(), grads
 

@@ -16,8 +16,13 @@ each cell (column vectors; H hidden, D input, O output)::
     gru_v1 r, u as for gru,
            n = tanh(W_hn (r ⊙ h) + W_xn x + b_n),
            h_t = (1 − u) ⊙ n + u ⊙ h_{t-1}          (Cho et al. 2014, TF's GRUBlockCell)
-    head   z_t = W_hy h_t + b_y,  ŷ_t = g(z_t)
+    head   z_t = W_hy h_t + b_y,  ŷ_t = g(z_t)       (h_t of the top layer)
     loss   mse: ½ ‖ŷ_t − y_t‖²;  cross_entropy: −Σ_i y_i (z_i − log Σ_j e^{z_j})
+
+Stacks (``num_layers`` L): layer 0 is the cell above on x_t; layer l ≥ 1 is the same
+cell with x_t replaced by layer l−1's h_t (so its W_x{g} is H×H), its own parameters and
+states named with ``_l{l}`` appended (W_hh_l1, b_h_l1, h_l1, c_l1); the head reads layer
+L−1's h_t.  Within step t the layers are written bottom to top, then the head.
 
 Biases by layout.  ``notes``: one per gate, b_{g} (Elman b_h), and the GRU's b_hn
 inside the reset.  ``torch``: two per gate, as torch stores bias_ih and bias_hh:
@@ -35,7 +40,9 @@ derivative of each activation, once per kind).  That gives ∂L/∂σ for every
 symbol σ: δ_t = ∂L/∂h_t (with c_t held fixed for the LSTM), ∂L/∂c_t, ∂L/∂h_0,
 and for every parameter θ the summand of step t, ∂L/∂θ^{(t)} — the
 derivative with respect to a copy of θ used by step t only (the definitions
-of step t) — whose sum over t is ∂L/∂θ.
+of step t) — whose sum over t is ∂L/∂θ.  In a stack δ^{s}_t is likewise taken with
+every other state of step t held fixed: what steps t+1.. and the head of step t send
+back; the path from layer l−1's h_t through layer l at step t is inside step t.
 
 Exactness.  Every transcendental value is folded into the symbol of its
 output: tanh(a) → h, σ(a) → s (e^{−a} = (1 − s)/s, so σ' = s(1 − s)),
@@ -68,6 +75,7 @@ __all__ = [
     "explicit_symbols",
     "forward_values",
     "is_zero",
+    "layer_suffixes",
     "parameter_shapes",
 ]
 
@@ -114,14 +122,29 @@ _CELL_PARAMETERS = {
 two biases per gate (layout 'torch') → name → shape, gates in torch's order."""
 
 
+def layer_suffixes(spec: Spec) -> tuple[str, ...]:
+    """The name suffix of each layer of the stack: '' for layer 0, then '_l1', '_l2', …"""
+    layers = spec.num_layers
+    if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
+        raise SpecError(f"the scalar oracle needs num_layers >= 1, got {layers!r}")
+    return tuple("" if index == 0 else f"_l{index}" for index in range(layers))
+
+
 def parameter_shapes(spec: Spec) -> dict[str, tuple[int, int]]:
-    """Parameter name → (rows, cols), in the engine's naming (biases dropped if off)."""
+    """Parameter name → (rows, cols), in the engine's naming (biases dropped if off).
+
+    Every layer's cell parameters (layer l ≥ 1: names + ``_l{l}``, input width H), then
+    the head's.
+    """
     H, D, O = spec.hidden_size, spec.input_size, spec.output_size  # noqa: E741
     if spec.cell not in _CELL_PARAMETERS:
         raise SpecError(f"the scalar oracle has no equations for cell {spec.cell!r}")
     if spec.layout not in ("notes", "torch"):
         raise SpecError(f"the scalar oracle has no layout {spec.layout!r}")
-    shapes = _CELL_PARAMETERS[spec.cell](H, D, spec.layout == "torch")
+    shapes: dict[str, tuple[int, int]] = {}
+    for index, suffix in enumerate(layer_suffixes(spec)):
+        cell = _CELL_PARAMETERS[spec.cell](H, D if index == 0 else H, spec.layout == "torch")
+        shapes |= {name + suffix: shape for name, shape in cell.items()}
     shapes |= {"W_hy": (O, H), "b_y": (O, 1)}
     return {k: v for k, v in shapes.items() if spec.bias or not k.startswith("b_")}
 
@@ -213,8 +236,15 @@ class ScalarNetwork:
     ``delta_t[k]`` (``delta^h_t[k]``, ``delta^c_t[k]``) whose value,
     :meth:`adjoint`, is a polynomial in the atoms and the symbols of step t+1.
     So δ^c_t = ∂L/∂c_t with h_t held fixed (what step t+1 sends back), and
-    δ^h_t = ∂L/∂h_t with c_t held fixed.  By induction from δ_{T+1} = 0 an
-    expression that equals the oracle's in these symbols equals it in value.
+    δ^h_t = ∂L/∂h_t with c_t held fixed.  In a stack every state of every layer is
+    named at once, before the reverse sweep enters the cells of step t (bottom to top,
+    so the top layer's definitions are the last of the step): δ^{h}_t of a lower layer
+    holds only what step t+1 sends back, and layer l's use of layer l−1's h_t stays
+    inside step t.  By induction from δ_{T+1} = 0 an expression that equals the
+    oracle's in these symbols equals it in value.
+
+    ``state_names``: every layer's states (h, c, h_l1, c_l1, …); ``readout``: the state
+    the head reads (the top layer's h).
     """
 
     def __init__(self, spec: Spec, T: int):
@@ -238,7 +268,10 @@ class ScalarNetwork:
             if spec.loss == "cross_entropy":  # targets are distributions
                 y[O - 1] = 1 - sum(y[:O - 1], sympy.S.Zero)
             self.targets[t] = y
-        self.state_names = STATES[spec.cell]
+        self.layers = layer_suffixes(spec)
+        self.state_names = tuple(s + suffix for suffix in self.layers
+                                 for s in STATES[spec.cell])
+        self.readout = "h" + self.layers[-1]
         self.states: dict[tuple[str, int], Matrix] = {
             (s, 0): _entries(f"{s}_0", H) for s in self.state_names
         }
@@ -247,7 +280,13 @@ class ScalarNetwork:
         self.outputs: dict[int, Matrix] = {}
         for t in range(1, T + 1):
             self._time, self._block = t, "cell"
-            getattr(self, f"_{spec.cell}_step")(t)
+            for index, suffix in enumerate(self.layers):
+                # layer 0 reads x_t; layer l reads layer l-1's h_t, just defined
+                self._suffix = suffix
+                self._input = (self.inputs[t] if index == 0
+                               else self.states["h" + self.layers[index - 1], t])
+                getattr(self, f"_{spec.cell}_step")(t)
+            self._suffix, self._input = "", None
             if t in self.loss_steps:
                 self._block = "head"
                 self._head(t)
@@ -277,12 +316,25 @@ class ScalarNetwork:
             return self._define(name, list(a), atom=atom)
         return self._define(name, [_function(kind, ai) for ai in a], kind, list(a))
 
+    def _n(self, base: str, t: int) -> str:
+        """The name of this layer's intermediate ``base`` at step t (a_1, a_l1_1, …)."""
+        return f"{base}{self._suffix}_{t}"
+
+    def _state(self, s: str, t: int) -> Matrix:
+        """This layer's state s at step t (h → h, h_l1, …)."""
+        return self.states[s + self._suffix, t]
+
+    def _set_state(self, s: str, t: int, value: Matrix) -> None:
+        self.states[s + self._suffix, t] = value
+
     def _p(self, name: str):
-        return self.params.get(name)
+        """This layer's parameter ``name`` (W_hh → W_hh_l1 above layer 0); None if absent."""
+        return self.params.get(name + self._suffix)
 
     def _bias(self, *names: str) -> Matrix | None:
-        """The sum of those of the biases ``names`` this network has (None: none)."""
-        present = [self.params[n] for n in names if n in self.params]
+        """The sum of those of this layer's biases ``names`` it has (None: none)."""
+        present = [self.params[n + self._suffix] for n in names
+                   if n + self._suffix in self.params]
         if not present:
             return None
         total = present[0]
@@ -295,72 +347,76 @@ class ScalarNetwork:
         return self._bias(f"b_{g}", f"b_x{g}", f"b_h{g}")
 
     def _affine(self, t: int, g: str, h: Matrix) -> list:
-        """W_h{g} h + W_x{g} x_t + gate g's bias."""
-        out = self._p(f"W_h{g}") * h + self._p(f"W_x{g}") * self.inputs[t]
+        """W_h{g} h + W_x{g} x_t + gate g's bias (x_t: the layer's input at step t)."""
+        out = self._p(f"W_h{g}") * h + self._p(f"W_x{g}") * self._input
         bias = self._gate_bias(g)
         return list(out if bias is None else out + bias)
 
     def _elman_step(self, t: int) -> None:
-        a = self._define(f"a_{t}", self._affine(t, "h", self.states["h", t - 1]))
+        a = self._define(self._n("a", t), self._affine(t, "h", self._state("h", t - 1)))
         activation = self.spec.activation
         if activation == "softplus":  # log(1 + e^a): N = 1 + e^a, h = log N
-            N = self._apply(f"1+exp(a_{t})", "1+exp", a)
-            self.states["h", t] = self._apply(f"h_{t}", "log", N)
+            N = self._apply(f"1+exp({self._n('a', t)})", "1+exp", a)
+            self._set_state("h", t, self._apply(self._n("h", t), "log", N))
         else:
-            self.states["h", t] = self._apply(f"h_{t}", activation, a, atom=True)
+            self._set_state("h", t, self._apply(self._n("h", t), activation, a, atom=True))
 
     def _lstm_step(self, t: int) -> None:
-        h, c = self.states["h", t - 1], self.states["c", t - 1]
+        h, c = self._state("h", t - 1), self._state("c", t - 1)
         H = len(h)
         gate = {}
         for g in "ifgo":
-            a = self._define(f"a{g}_{t}", self._affine(t, g, h))
-            gate[g] = self._apply(f"{g}_{t}", "tanh" if g == "g" else "sigmoid", a)
+            a = self._define(self._n(f"a{g}", t), self._affine(t, g, h))
+            gate[g] = self._apply(self._n(g, t), "tanh" if g == "g" else "sigmoid", a)
         i, f, g, o = (gate[k] for k in "ifgo")
-        c_new = self._define(f"c_{t}", [f[k] * c[k] + i[k] * g[k] for k in range(H)], atom=True)
-        tc = self._apply(f"tanh(c_{t})", "tanh", c_new)
-        self.states["c", t] = c_new
-        self.states["h", t] = self._define(f"h_{t}", [o[k] * tc[k] for k in range(H)], atom=True)
+        c_new = self._define(self._n("c", t), [f[k] * c[k] + i[k] * g[k] for k in range(H)],
+                             atom=True)
+        tc = self._apply(f"tanh({self._n('c', t)})", "tanh", c_new)
+        self._set_state("c", t, c_new)
+        self._set_state("h", t, self._define(self._n("h", t), [o[k] * tc[k] for k in range(H)],
+                                             atom=True))
 
     def _gru_gates(self, t: int, h: Matrix) -> tuple[Matrix, Matrix]:
         """The reset r and update u of both GRUs."""
-        r = self._apply(f"r_{t}", "sigmoid", self._define(f"ar_{t}", self._affine(t, "r", h)))
-        u = self._apply(f"u_{t}", "sigmoid", self._define(f"au_{t}", self._affine(t, "u", h)))
+        r = self._apply(self._n("r", t), "sigmoid",
+                        self._define(self._n("ar", t), self._affine(t, "r", h)))
+        u = self._apply(self._n("u", t), "sigmoid",
+                        self._define(self._n("au", t), self._affine(t, "u", h)))
         return r, u
 
     def _gru_new_state(self, t: int, h: Matrix, u: Matrix, n: Matrix) -> None:
-        self.states["h", t] = self._define(
-            f"h_{t}", [(1 - u[k]) * n[k] + u[k] * h[k] for k in range(len(h))], atom=True
-        )
+        self._set_state("h", t, self._define(
+            self._n("h", t), [(1 - u[k]) * n[k] + u[k] * h[k] for k in range(len(h))], atom=True
+        ))
 
     def _gru_step(self, t: int) -> None:
         """torch's GRU: the reset scales the recurrent product, b_hn included."""
-        h = self.states["h", t - 1]
+        h = self._state("h", t - 1)
         H = len(h)
         r, u = self._gru_gates(t, h)
         rec = self._p("W_hn") * h
         if self._bias("b_hn") is not None:
             rec = rec + self._bias("b_hn")
-        m = self._define(f"hn_{t}", list(rec))
-        xn = self._p("W_xn") * self.inputs[t]
+        m = self._define(self._n("hn", t), list(rec))
+        xn = self._p("W_xn") * self._input
         input_bias = self._bias("b_n", "b_xn")
         if input_bias is not None:
             xn = xn + input_bias
-        an = self._define(f"an_{t}", [xn[k] + r[k] * m[k] for k in range(H)])
-        self._gru_new_state(t, h, u, self._apply(f"n_{t}", "tanh", an))
+        an = self._define(self._n("an", t), [xn[k] + r[k] * m[k] for k in range(H)])
+        self._gru_new_state(t, h, u, self._apply(self._n("n", t), "tanh", an))
 
     def _gru_v1_step(self, t: int) -> None:
         """Cho et al.'s GRU: the reset scales h_{t-1} before W_hn multiplies it."""
-        h = self.states["h", t - 1]
+        h = self._state("h", t - 1)
         H = len(h)
         r, u = self._gru_gates(t, h)
-        rh = self._define(f"rh_{t}", [r[k] * h[k] for k in range(H)])
-        an = self._define(f"an_{t}", self._affine(t, "n", rh))
-        self._gru_new_state(t, h, u, self._apply(f"n_{t}", "tanh", an))
+        rh = self._define(self._n("rh", t), [r[k] * h[k] for k in range(H)])
+        an = self._define(self._n("an", t), self._affine(t, "n", rh))
+        self._gru_new_state(t, h, u, self._apply(self._n("n", t), "tanh", an))
 
     def _head(self, t: int) -> None:
         spec = self.spec
-        zexpr = self._p("W_hy") * self.states["h", t]
+        zexpr = self._p("W_hy") * self.states[self.readout, t]  # the top layer's h
         if self._p("b_y") is not None:
             zexpr = zexpr + self._p("b_y")
         z = self._define(f"z_{t}", list(zexpr))
@@ -572,10 +628,10 @@ def forward_values(
     """The oracle's forward pass with numbers substituted (float64 via SymPy Floats).
 
     ``params`` maps parameter names to arrays of their shapes, ``xs`` the
-    inputs x_1..x_T (length-D vectors), ``initial`` the states h_0 (c_0;
-    zero when absent), ``ys`` the targets at every step (for the losses;
-    zero when absent).  Returns {'h': [h_1, ..., h_T], 'c': [...],
-    'yhat': {t: ŷ_t}, 'loss': {t: L_t}} as NumPy arrays / floats.
+    inputs x_1..x_T (length-D vectors), ``initial`` the states h_0 (c_0, and
+    h_l1, … of a stack; zero when absent), ``ys`` the targets at every step (for
+    the losses; zero when absent).  Returns {'h': [h_1, ..., h_T], 'c': [...],
+    'h_l1': [...], …, 'yhat': {t: ŷ_t}, 'loss': {t: L_t}} as NumPy arrays / floats.
     """
     T = len(xs)
     net = ScalarNetwork(spec, T)
@@ -591,7 +647,7 @@ def forward_values(
         put(symbols, params[name])
     for t, x in enumerate(xs, start=1):
         put(net.inputs[t], x)
-    for s in STATES[spec.cell]:
+    for s in net.state_names:
         h0 = None if initial is None else initial.get(s)
         put(net.states[s, 0], np.zeros(spec.hidden_size) if h0 is None else h0)
     for t in net.loss_steps:
@@ -606,7 +662,7 @@ def forward_values(
         return np.array([float(sympy.sympify(s).xreplace(values)) for s in symbols])
 
     out: dict = {s: [read(net.states[s, t]) for t in range(1, T + 1)]
-                 for s in STATES[spec.cell]}
+                 for s in net.state_names}
     out["yhat"] = {t: read(net.outputs[t]) for t in net.loss_steps}
     out["loss"] = {t: float(values[net.losses[t]]) for t in net.loss_steps}
     return out

@@ -34,7 +34,7 @@ import sympy
 from sympy import Heaviside, Matrix, MatrixSymbol, Max, Symbol
 
 from symrnn.checks.evaluate import evaluate
-from symrnn.checks.oracle import STATES, ScalarNetwork, build_network, forward_values
+from symrnn.checks.oracle import ScalarNetwork, build_network, forward_values
 from symrnn.engine.derive import derive_recurrence, derive_unrolled
 from symrnn.engine.expr import add, at_time, split_timed
 from symrnn.engine.graph import unroll
@@ -323,7 +323,7 @@ def prove(spec: Spec, T: int) -> tuple[ProofResult, ProofResult]:
 
 def _prove_unrolled(spec, T, net, engine, mismatches, forward_checked) -> ProofResult:
     unrolled = derive_unrolled(spec, T)
-    states = {_delta_name(spec, s, t): (s, t)
+    states = {_delta_name(net, s, t): (s, t)
               for s in net.state_names for t in range(1, T + 1)}
     for name, value in unrolled.definitions:
         if value is None:
@@ -342,9 +342,13 @@ def _prove_unrolled(spec, T, net, engine, mismatches, forward_checked) -> ProofR
     return ProofResult(spec, T, checked, tuple(mismatches), forward_checked, "unrolled")
 
 
-def _delta_name(spec: Spec, state: str, t: int) -> str:
-    """The engine's name of δ^{state}_t (see :func:`symrnn.engine.derive.adjoint_symbol`)."""
-    base = "delta" if len(STATES[spec.cell]) == 1 else f"delta^{{{state}}}"
+def _delta_name(net: ScalarNetwork, state: str, t: int) -> str:
+    """The engine's name of δ^{state}_t (see :func:`symrnn.engine.derive.adjoint_symbol`).
+
+    δ_t for a one-state network; δ^{s}_t for each state of every layer otherwise (an
+    LSTM's δ^{c}_t, a stack's δ^{h_l1}_t).
+    """
+    base = "delta" if len(net.state_names) == 1 else f"delta^{{{state}}}"
     return f"{base}_{{{t}}}"
 
 

@@ -1,22 +1,28 @@
 """Verification of generated gradients, shaped like ``torch.autograd.gradcheck``.
 
 ``verify(spec, backend, *, T=7, batch=5, dtype="float64", ...)`` compiles the
-generated module for ``spec`` (any cell: elman, lstm, gru, gru_v1; either layout) and
-checks its gradients (every parameter, every initial state h_0 (c_0), ``delta``
-(``delta_c``) and the input gradient ``x``) against up to three oracles on random data:
+generated module for ``spec`` (any cell: elman, lstm, gru, gru_v1; either layout; any
+``num_layers``) and checks its gradients (every parameter, every initial state h_0 (c_0,
+h_l1_0, ...), ``delta``, ``delta_{state}`` and the input gradient ``x``) against up to
+three oracles on random data:
 
 * ``autograd`` — an independent torch forward pass written here from the textbook
   equations of each cell (:data:`REFERENCE_CELLS`; not from the derivation nor from
-  :mod:`symrnn.engine`), differentiated by ``torch.autograd``.  For truncated BPTT
+  :mod:`symrnn.engine`), differentiated by ``torch.autograd``.  A stack of
+  ``num_layers`` runs the step layer by layer: layer l (names suffixed ``_l{l}`` for
+  l ≥ 1) reads layer l−1's h_t, the head reads the top layer's.  For truncated BPTT
   (k1, k2) it uses the matching detach pattern: for each chunk of k1 steps ending at e,
   the forward restarts from every state at max(0, e−k2) detached and only that chunk's
   losses are backpropagated.  Clipping is applied to the reference gradients with the
-  same formula.  ``delta_s[:, t-1]`` is ∂L/∂s_t with the states at t as the variables
-  (for c_t: through step t+1 only; for h_t: the head at t and step t+1).
+  same formula.  ``delta_s[:, t-1]`` is ∂L/∂s_t with the states at t (every layer's,
+  after the whole step t) as the variables: through step t+1, and for the top layer's
+  h_t (``delta``) the head at t; the other states are ``delta_{state}``.
 * ``torch.nn`` — for the torch layout of elman (tanh, relu), lstm and gru:
-  ``torch.nn.RNN`` / ``LSTM`` / ``GRU`` loaded with the same weight_ih, weight_hh,
-  bias_ih, bias_hh, the same head and loss, differentiated by autograd (same detach
-  pattern and clipping); parameters, initial states and ``x`` are compared.
+  ``torch.nn.RNN`` / ``LSTM`` / ``GRU`` (``num_layers`` = the spec's) loaded with the
+  same weight_ih, weight_hh, bias_ih, bias_hh (as weight_ih_l0, ...; weight_ih_l1 ...
+  as themselves), initial states stacked to (num_layers, B, H), the same head and loss,
+  differentiated by autograd (same detach pattern and clipping); parameters, initial
+  states and ``x`` are compared.
 * ``finite_differences`` — central differences of the generated forward,
   always in float64 (float32 differences measure rounding, not gradients):
   entrywise when the parameter has at most ``entrywise_max`` entries,
@@ -25,8 +31,9 @@ checks its gradients (every parameter, every initial state h_0 (c_0), ``delta``
   "gradient" is by design not ∂L/∂θ.
 
 Random data (shapes from the module's ``PARAM_SHAPES``): parameters N(0, 0.6²), each
-H×H recurrent block (W_hh, W_h*, the row blocks of weight_hh) rescaled to spectral
-norm 0.9, inputs N(0, 1), every initial state N(0, 0.5²), targets matched to the head.
+H×H recurrent block of every layer (W_hh, W_h*, the row blocks of weight_hh, and their
+``_l{l}``) rescaled to spectral norm 0.9, inputs N(0, 1), every initial state of every
+layer N(0, 0.5²), targets matched to the head.
 
 The error of a parameter is max_i |generated_i − reference_i| divided by
 max(max_i |reference_i|, 1e-3 · the largest reference entry over all
@@ -68,6 +75,13 @@ _EPS = 1e-5
 
 _STACKS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 """torch.nn's stacked parameters (``weight_ih_l0`` ...): gates' row blocks, torch's order."""
+
+
+def _suffix(layer: int) -> str:
+    """The names of layer ``layer``: '' for layer 0, ``_l1``, ``_l2``, ... above."""
+    return "" if layer == 0 else f"_l{layer}"
+
+
 class VerificationError(SymrnnError, AssertionError):
     """Generated gradients disagree with an oracle."""
 
@@ -230,15 +244,43 @@ REFERENCE_CELLS: dict[str, ReferenceCell] = {
 }
 
 
-def _gates(spec: Spec, p: dict) -> dict[str, _Gate]:
-    """Per-gate views of the module's parameters (either layout)."""
-    letters = REFERENCE_CELLS[spec.cell].gates
+def _state_names(spec: Spec) -> tuple[str, ...]:
+    """Every layer's states, layer by layer (the module's STATES): h, c, h_l1, c_l1, ..."""
+    own = REFERENCE_CELLS[spec.cell].states
+    return tuple(s + _suffix(layer) for layer in range(spec.num_layers) for s in own)
+
+
+def _readout(spec: Spec) -> int:
+    """Where the top layer's h (the one the head reads) sits in :func:`_state_names`."""
+    return len(REFERENCE_CELLS[spec.cell].states) * (spec.num_layers - 1)
+
+
+def _gates(spec: Spec, p: dict, layer: int = 0) -> dict[str, _Gate]:
+    """Per-gate views of layer ``layer``'s parameters (either layout)."""
+    letters, sfx = REFERENCE_CELLS[spec.cell].gates, _suffix(layer)
     if spec.layout == "torch":
-        blocks = [p[n].chunk(len(letters)) if n in p else (None,) * len(letters)
+        blocks = [p[n + sfx].chunk(len(letters)) if n + sfx in p else (None,) * len(letters)
                   for n in _STACKS]
         return {g: _Gate(*parts) for g, *parts in zip(letters, *blocks, strict=True)}
-    return {g: _Gate(p[f"W_x{g}"], p[f"W_h{g}"], p.get(f"b_{g}"), p.get(f"b_h{g}"))
-            for g in letters}
+    return {g: _Gate(p[f"W_x{g}{sfx}"], p[f"W_h{g}{sfx}"], p.get(f"b_{g}{sfx}"),
+                     p.get(f"b_h{g}{sfx}")) for g in letters}
+
+
+def _stack(spec: Spec, p: dict) -> Callable:
+    """The step of the whole stack: (states at t−1, every layer's, flat; x_t) → states at
+    t, layer l reading layer l−1's new h_t."""
+    cell, act = REFERENCE_CELLS[spec.cell], elementwise(spec.activation).torch_impl
+    layers, n = [_gates(spec, p, k) for k in range(spec.num_layers)], len(cell.states)
+
+    def step(state: tuple, x_t) -> tuple:
+        out: list = []
+        for k, gates in enumerate(layers):
+            new = cell.step(act, gates, state[k * n:(k + 1) * n], x_t)
+            out += new
+            x_t = new[0]
+        return tuple(out)
+
+    return step
 
 
 _HEADS = {"identity": lambda z: z, "sigmoid": torch.sigmoid,
@@ -299,7 +341,7 @@ def _grad(leaf) -> np.ndarray:
 def _initial(spec: Spec, states0, B: int) -> tuple:
     """Every initial state as a tensor: ``states0`` is h_0 or a tuple; missing ones are 0."""
     given = tuple(states0) if isinstance(states0, (tuple, list)) else (states0,)
-    names = REFERENCE_CELLS[spec.cell].states
+    names = _state_names(spec)
     zeros = torch.zeros((B, spec.hidden_size), dtype=torch.float64)
     return tuple(given[k] if k < len(given) and given[k] is not None else zeros
                  for k in range(len(names)))
@@ -308,52 +350,59 @@ def _initial(spec: Spec, states0, B: int) -> tuple:
 def _finish(spec: Spec, params: dict, s0: tuple, x, clip, clip_value) -> dict:
     """Clipped parameter gradients, then dL/ds_0 for every state and dL/dx (unclipped)."""
     grads = _clip({k: _grad(v) for k, v in params.items()}, clip, clip_value)
-    for name, leaf in zip(REFERENCE_CELLS[spec.cell].states, s0, strict=True):
+    for name, leaf in zip(_state_names(spec), s0, strict=True):
         grads[f"{name}_0"] = _grad(leaf)
     grads["x"] = _grad(x)
     return grads
 
 
 def _deltas(spec: Spec, record: list, B: int, T: int) -> dict[str, np.ndarray]:
-    """delta (B, T, H) = ∂L/∂h_t and delta_c = ∂L/∂c_t, summed over the windows."""
+    """delta (B, T, H) = ∂L/∂h_t of the top layer, delta_s = ∂L/∂s_t for every other
+    state s (delta_c, delta_h of a lower layer, delta_c_l1, ...), summed over the windows."""
     out = {}
-    for k, name in enumerate(REFERENCE_CELLS[spec.cell].states):
+    for k, name in enumerate(_state_names(spec)):
         d = np.zeros((B, T, spec.hidden_size))
         for t, state in record:
             if state[k].grad is not None:
                 d[:, t - 1] += state[k].grad.numpy()
-        out["delta" if k == 0 else f"delta_{name}"] = d
+        out["delta" if k == _readout(spec) else f"delta_{name}"] = d
     return out
 
 
 def reference_grads(spec: Spec, params: dict, x, y, h0, *, tbptt=None, clip=None,
                     clip_value=None) -> tuple[float, dict]:
     """Loss and gradients by torch.autograd on the textbook step (float64 tensors in,
-    numpy out).  ``h0``: the initial h_0, or a tuple of every initial state (h_0, c_0)."""
-    cell = REFERENCE_CELLS[spec.cell]
-    act = elementwise(spec.activation).torch_impl
+    numpy out).  ``h0``: the initial h_0, or a tuple of every initial state of every
+    layer (h_0, c_0, h_l1_0, ...)."""
     T, B = x.shape[1], x.shape[0]
     p = {k: _leaf(v) for k, v in params.items()}
     s0 = tuple(_leaf(s) for s in _initial(spec, h0, B))
     x = _leaf(x)
     with torch.no_grad():  # the states the truncated windows restart from
-        path, gates = [s0], _gates(spec, p)
+        path, step = [s0], _stack(spec, p)
         for t in range(1, T + 1):
-            path.append(cell.step(act, gates, path[-1], x[:, t - 1]))
+            path.append(step(path[-1], x[:, t - 1]))
     record: list = []
 
     def run(state, first, stop):
-        gates, hs = _gates(spec, p), []
+        step, hs = _stack(spec, p), []
         for t in range(first, stop + 1):  # clones: the states at t as the variables of delta
-            state = tuple(s.clone() for s in cell.step(act, gates, state, x[:, t - 1]))
+            state = tuple(s.clone() for s in step(state, x[:, t - 1]))
             for s in state:
                 s.retain_grad()
             record.append((t, state))
-            hs.append(state[0])
+            hs.append(state[_readout(spec)])
         return hs
 
     total = _truncated(spec, p, y, T, tbptt, s0, path.__getitem__, run)
     return total, {**_finish(spec, p, s0, x, clip, clip_value), **_deltas(spec, record, B, T)}
+
+
+def _nn_names(spec: Spec, params: dict) -> dict[str, str]:
+    """The module's stacked parameters → torch.nn's names: weight_ih → weight_ih_l0, ...,
+    weight_ih_l1 → weight_ih_l1 (layers ≥ 1 already carry torch's names)."""
+    return {n + _suffix(k): f"{n}_l{k}" for k in range(spec.num_layers) for n in _STACKS
+            if n + _suffix(k) in params}
 
 
 def _nn_module(spec: Spec, params: dict):
@@ -363,12 +412,20 @@ def _nn_module(spec: Spec, params: dict):
         return None
     cls, kwargs = made
     with torch.random.fork_rng(devices=[]), torch.no_grad():  # its random init: overwritten
-        rnn = cls(spec.input_size, spec.hidden_size, bias=spec.bias, batch_first=True,
-                  dtype=torch.float64, **kwargs)
-        for name in _STACKS:
-            if name in params:
-                getattr(rnn, f"{name}_l0").copy_(params[name])
+        rnn = cls(spec.input_size, spec.hidden_size, num_layers=spec.num_layers,
+                  bias=spec.bias, batch_first=True, dtype=torch.float64, **kwargs)
+        for ours, theirs in _nn_names(spec, params).items():
+            getattr(rnn, theirs).copy_(params[ours])
     return rnn
+
+
+def _nn_call(rnn, n: int, x, init: tuple):
+    """``rnn`` over ``x`` from the flat per-layer states ``init`` (h, c, h_l1, c_l1, ...;
+    ``n`` per layer): its top-layer outputs and the last states, flat again."""
+    packed = tuple(torch.stack(init[k::n]) for k in range(n))  # (L, B, H) per cell state
+    out, last = rnn(x, packed if n > 1 else packed[0])
+    last = last if isinstance(last, tuple) else (last,)
+    return out, tuple(last[k][layer] for layer in range(rnn.num_layers) for k in range(n))
 
 
 def torch_nn_grads(spec: Spec, params: dict, x, y, h0, *, tbptt=None, clip=None,
@@ -381,11 +438,10 @@ def torch_nn_grads(spec: Spec, params: dict, x, y, h0, *, tbptt=None, clip=None,
     head = {k: _leaf(params[k]) for k in ("W_hy", "b_y") if k in params}
     s0 = tuple(_leaf(s) for s in _initial(spec, h0, x.shape[0]))
     x = _leaf(x)
+    n = len(REFERENCE_CELLS[spec.cell].states)
 
     def call(init, lo, hi):  # x_t for t = lo+1..hi
-        init = tuple(s.unsqueeze(0) for s in init)
-        out, last = rnn(x[:, lo:hi], init if len(init) > 1 else init[0])
-        return out, tuple(s.squeeze(0) for s in (last if isinstance(last, tuple) else (last,)))
+        return _nn_call(rnn, n, x[:, lo:hi], init)
 
     def before(t):
         with torch.no_grad():
@@ -393,7 +449,8 @@ def torch_nn_grads(spec: Spec, params: dict, x, y, h0, *, tbptt=None, clip=None,
 
     total = _truncated(spec, head, y, x.shape[1], tbptt, s0, before,
                        lambda init, first, stop: call(init, first - 1, stop)[0].unbind(1))
-    leaves = {k: head[k] if k in head else getattr(rnn, f"{k}_l0") for k in params}
+    names = _nn_names(spec, params)
+    leaves = {k: head[k] if k in head else getattr(rnn, names[k]) for k in params}
     return total, _finish(spec, leaves, s0, x, clip, clip_value)
 
 
@@ -411,8 +468,10 @@ def _clip(grads: dict, clip, clip_value) -> dict:
 
 
 def _recurrent(spec: Spec, shapes: dict) -> list[str]:
-    """The parameters multiplying h_{t-1}: W_h{g} (notes) or weight_hh (torch)."""
-    names = ["weight_hh", *(f"W_h{g}" for g in REFERENCE_CELLS[spec.cell].gates)]
+    """The parameters multiplying h_{t-1} in every layer: W_h{g} (notes) or weight_hh
+    (torch), and their ``_l{l}``."""
+    own = ["weight_hh", *(f"W_h{g}" for g in REFERENCE_CELLS[spec.cell].gates)]
+    names = [n + _suffix(k) for k in range(spec.num_layers) for n in own]
     return [n for n in names if n in shapes]
 
 
@@ -434,7 +493,7 @@ def _targets(spec: Spec, rng, B: int, T: int) -> np.ndarray:
 
 
 def _data(spec: Spec, shapes: dict, T: int, B: int, seed: int):
-    """Parameters (from ``shapes``), x, y and every initial state (a tuple)."""
+    """Parameters (from ``shapes``), x, y and every initial state of every layer (a tuple)."""
     rng = np.random.default_rng(seed)
     H = spec.hidden_size
     params = {k: rng.normal(scale=0.6, size=s) for k, s in shapes.items()}
@@ -443,7 +502,7 @@ def _data(spec: Spec, shapes: dict, T: int, B: int, seed: int):
     for name in _recurrent(spec, shapes):
         params[name] = _contract(params[name], H)
     x = rng.normal(size=(B, T, spec.input_size))
-    states0 = tuple(rng.normal(scale=0.5, size=(B, H)) for _ in REFERENCE_CELLS[spec.cell].states)
+    states0 = tuple(rng.normal(scale=0.5, size=(B, H)) for _ in _state_names(spec))
     return params, x, _targets(spec, rng, B, T), states0
 
 
@@ -516,7 +575,7 @@ def _fd_estimate(shifted, value: np.ndarray, grad, entrywise_max: int, rng):
 
 def _finite_differences(module, backend, spec, params, x, y, states0, grads,
                         entrywise_max: int, seed: int, tol: float) -> list[Check]:
-    state_names = [f"{s}_0" for s in REFERENCE_CELLS[spec.cell].states]
+    state_names = [f"{s}_0" for s in _state_names(spec)]
     inputs = {**params, **dict(zip(state_names, states0, strict=True))}
 
     def loss_at(name, value):

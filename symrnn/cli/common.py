@@ -36,17 +36,21 @@ def spec_options(fn: Callable) -> Callable:
     @click.option("--output-size", help="O: a positive integer or a symbol name")
     @click.option("--layout", help="notes | torch (torch: two biases per gate, b_x* and b_h*, "
                                    "as torch's bias_ih and bias_hh)")
+    @click.option("--num-layers", type=int, default=None,
+                  help="Stacked layers, 1 to 8 (layer l reads layer l-1's h_t; the head "
+                       "reads the top one).")
     @click.option("--no-bias", is_flag=True, default=False,
                   help="Drop every bias (the cell's and b_y).")
     @click.option("--max-size", type=click.IntRange(min=1), default=MAX_SIZE, show_default=True,
                   help="Refuse hidden/input/output sizes above this.")
     @functools.wraps(fn)
     def wrapper(*args, spec_file, cell, activation, head, loss, topology, hidden_size,
-                input_size, output_size, layout, no_bias, max_size, **kwargs):
+                input_size, output_size, layout, num_layers, no_bias, max_size, **kwargs):
         spec = load_spec(
             spec_file, cell=cell, activation=activation, head=head, loss=loss,
             topology=topology, hidden_size=hidden_size, input_size=input_size,
-            output_size=output_size, layout=layout, bias=False if no_bias else None,
+            output_size=output_size, layout=layout, num_layers=num_layers,
+            bias=False if no_bias else None,
         )
         check_sizes(spec, max_size)
         return fn(*args, spec=spec, **kwargs)

@@ -1,5 +1,6 @@
 """``symrnn verify``: check generated gradients against autograd, torch.nn and finite
-differences, for every cell (``--cell elman|lstm|gru|gru_v1``, ``--layout notes|torch``)."""
+differences, for every cell (``--cell elman|lstm|gru|gru_v1``, ``--layout notes|torch``)
+and stack (``--num-layers``)."""
 
 from __future__ import annotations
 
@@ -68,16 +69,19 @@ def verify_command(spec, backend, T, batch, max_batch, dtype, seed, tbptt, clip,
 
 def _check_cost(spec, T: int, batch: int, max_gflop: int) -> None:
     """Refuse a run over the memory or work caps; a gated cell costs its gate count times
-    the Elman estimate (nG stacked H-row blocks per product, nG stored gates per step)."""
+    the Elman estimate (nG stacked H-row blocks per product, nG stored gates per step),
+    summed over the layers (layer 0 reads x, D wide; the layers above read h, H wide)."""
     if not spec.is_concrete:
         return
     from symrnn.engine.cells import cell_for
 
     gates = len(cell_for(spec).stacks(False)["weight_hh"])
-    sizes = (spec.hidden_size, spec.input_size, spec.output_size)
-    what = f"verify {spec.cell} at T={T}, batch={batch}, H={spec.hidden_size}"
-    check_memory(gates * verify_bytes(*sizes, T, batch), what)
-    check_work(gates * verify_flops(*sizes, T, batch), max_gflop, what)
+    H, O = spec.hidden_size, spec.output_size  # noqa: E741,N806
+    layers = [(H, spec.input_size if k == 0 else H, O) for k in range(spec.num_layers)]
+    layered = "" if spec.num_layers == 1 else f", {spec.num_layers} layers"
+    what = f"verify {spec.cell} at T={T}, batch={batch}, H={H}{layered}"
+    check_memory(gates * sum(verify_bytes(*sizes, T, batch) for sizes in layers), what)
+    check_work(gates * sum(verify_flops(*sizes, T, batch) for sizes in layers), max_gflop, what)
 
 
 def _print_report(report, T: int) -> None:

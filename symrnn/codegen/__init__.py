@@ -60,6 +60,8 @@ def _command(spec: Spec, backend_name: str, options: Options) -> str:
         parts.append("--no-bias")
     if spec.layout != "notes":
         parts.append(f"--layout {spec.layout}")
+    if spec.num_layers != 1:
+        parts.append(f"--num-layers {spec.num_layers}")
     if options.tbptt is not None:
         parts.append(f"--tbptt {options.tbptt[0]},{options.tbptt[1]}")
     if options.clip is not None:

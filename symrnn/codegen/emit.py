@@ -250,7 +250,7 @@ def header(low: Lowered, target: Backend, command: str, version: str) -> str:
         f"spec: cell={spec.cell} activation={spec.activation} head={spec.head} "
         f"loss={spec.loss} topology={spec.topology}",
         f"      H={spec.hidden_size} D={spec.input_size} OUT={spec.output_size} "
-        f"bias={spec.bias} layout={spec.layout}",
+        f"bias={spec.bias} layout={spec.layout} num_layers={spec.num_layers}",
         f"truncation: {tbptt}",
         f"clipping: {clip}",
         f"loss: {_LOSS_TEXT[spec.loss]}, summed over batch b and "

@@ -10,6 +10,7 @@ printed in the seed notes' letters W, U, b, V, c.  Column vectors throughout.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from sympy import MatAdd, MatMul, MatrixSymbol
@@ -152,12 +153,37 @@ def symbol_latex(name: str, notation: Notation = PLAIN) -> str:
         sup = ""
         if "^" in base:
             base, sup = base.split("^", 1)
-            sup = "^" + sup
-        return f"{_LATEX_BASES.get(base, base)}{sup}_{{{time}}}"
+            sup = "^" + _layered(sup)
+        base, layer = _layer_of(base)
+        out = f"{_LATEX_BASES.get(base, base)}{layer}{sup}_{{{time}}}"
+        return f"{{{out}}}" if layer else out  # braced: a transpose may follow
+    name, layer = _layer_of(name)
     if "_" in name:
         head, tail = name.split("_", 1)
-        return f"{_LATEX_BASES.get(head, head)}_{{{tail}}}"
-    return _LATEX_BASES.get(name, name)
+        return f"{{{_LATEX_BASES.get(head, head)}{layer}_{{{tail}}}}}" if layer \
+            else f"{_LATEX_BASES.get(head, head)}_{{{tail}}}"
+    return f"{{{_LATEX_BASES.get(name, name)}{layer}}}" if layer else _LATEX_BASES.get(name, name)
+
+
+def state_latex(state: str, time: str) -> str:
+    """A state at a step: ('h_l1', 't') → {h^{(2)}_{t}}, ('h', '0') → h_{0}."""
+    return symbol_latex(f"{state}_{{{time}}}")
+
+
+_LAYER = re.compile(r"_l(\d+)$")
+
+
+def _layer_of(name: str) -> tuple[str, str]:
+    """('W_hh', '^{(2)}') for W_hh_l1: a stack's layer l ≥ 1 as a superscript (l + 1)."""
+    match = _LAYER.search(name)
+    if match is None:
+        return name, ""
+    return name[:match.start()], f"^{{({int(match[1]) + 1})}}"
+
+
+def _layered(sup: str) -> str:
+    """δ^{h_l1} → δ^{h^{(2)}}: the layer suffix inside an adjoint's superscript."""
+    return re.sub(r"_l(\d+)\}", lambda m: f"^{{({int(m[1]) + 1})}}}}", sup)
 
 
 def text(expr, notation: Notation = PLAIN) -> str:

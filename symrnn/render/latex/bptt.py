@@ -24,6 +24,7 @@ from symrnn.ops import ELEMENTWISE
 from symrnn.render.jacobians import Diag, jacobian_factors, to_diag_form
 from symrnn.render.latex.rows import BUDGET_EM, tex_width
 from symrnn.render.latex.sections import Context, display, prose_list
+from symrnn.render.printing import state_latex
 
 __all__ = ["SECTIONS", "recurrence_rows", "shift_times"]
 
@@ -69,7 +70,7 @@ def recurrence_rows(c: Context) -> list[str]:
     rows += [rf"{c.tex(at_time(d, T_LAST + 1))} &= 0" for d, _ in rec.deltas.values()]
     rows += [row for name, summand in rec.gradients.items() for row in _sum(c, name, summand)]
     rows += [row for s, x in rec.initial_state.items()
-             for row in c.eq(c.d("L", f"{s}_{{0}}"), x)]
+             for row in c.eq(c.d("L", state_latex(s, "0")), x)]
     return rows
 
 
@@ -77,7 +78,7 @@ def recurrence_section(c: Context) -> str:
     rec = c.recurrence
     rows = recurrence_rows(c)
     where = "every step" if rec.loss_at_every_step else "the last step only"
-    adjoints = prose_list([f"${c.tex(sym)} = \\partial L/\\partial {s}_{{t}}$"
+    adjoints = prose_list([f"${c.tex(sym)} = \\partial L/\\partial {state_latex(s, 't')}$"
                            for s, (sym, _) in rec.deltas.items()])
     return (
         "\\section{The rolled BPTT recurrence (every $T$)}\n"

@@ -24,6 +24,7 @@ from symrnn.engine.expr import T_SYMBOL, at_time, split_timed
 from symrnn.engine.rules import RULES
 from symrnn.render.jacobians import Diag, direct_part, step_jacobians, within_step_jacobians
 from symrnn.render.latex.sections import Context, display, prose_list
+from symrnn.render.printing import state_latex as st
 from symrnn.render.printing import symbol_latex
 
 __all__ = ["SECTIONS", "derivation_section", "jacobian_section", "direct_path_section"]
@@ -103,7 +104,7 @@ def _partial(c: Context, num: str, den: str, frac: str = r"\frac") -> str:
 
 def _block_matrix(c: Context) -> str:
     states = c.net.states
-    rows = [" & ".join(_partial(c, f"{s}_{{t}}", f"{p}_{{t-1}}", r"\dfrac") for p in states)
+    rows = [" & ".join(_partial(c, st(s, "t"), st(p, "t-1"), r"\dfrac") for p in states)
             for s in states]
     return (rf"\frac{{\partial {c.states_at('t')}}}{{\partial {c.states_at('t-1')}}} = "
             "\\begin{bmatrix}\n" + " \\\\\n".join(rows) + "\n\\end{bmatrix}")
@@ -112,15 +113,15 @@ def _block_matrix(c: Context) -> str:
 def jacobian_section(c: Context) -> str:
     blocks = step_jacobians(c.spec)
     rows = [row for (s, p), block in blocks.items()
-            for row in c.eq(_partial(c, f"{s}_{{t}}", f"{p}_{{t-1}}"), block)]
+            for row in c.eq(_partial(c, st(s, "t"), st(p, "t-1")), block)]
     within = within_step_jacobians(c.spec)
     rows += [row for (s, p), block in within.items()
-             for row in c.eq(_partial(c, f"{s}_{{t}}", f"{p}_{{t}}"), block)]
+             for row in c.eq(_partial(c, st(s, "t"), st(p, "t")), block)]
     several = len(c.net.states) > 1
     lead = (f"\\[\n{_block_matrix(c)}\n\\]\nwith the blocks (each holds the other states "
             "of step $t-1$ fixed)" if several else "For this cell:")
     inside = (" The last rows are the Jacobians between states of the same step: "
-              + prose_list([f"${s}_t$ reads ${p}_t$" for s, p in within]) + "."
+              + prose_list([f"${st(s, 't')}$ reads ${st(p, 't')}$" for s, p in within]) + "."
               if within else "")
     return (
         "\\section{The step Jacobians through the gates}\n"
@@ -155,22 +156,22 @@ def _through_other_states(c: Context, state: str, within: dict) -> list[str]:
     for (reader, read), block in within.items():
         if read != state:
             continue
-        direct = _partial(c, f"{state}_{{t}}", f"{state}_{{t-1}}")
-        via = _partial(c, f"{state}_{{t}}", f"{reader}_{{t-1}}")
+        direct = _partial(c, st(state, "t"), st(state, "t-1"))
+        via = _partial(c, st(state, "t"), st(reader, "t-1"))
         inner = c.tex(at_time(block, T_SYMBOL - 1))
-        rows.append(rf"\frac{{d {state}_{{t}}}}{{d {state}_{{t-1}}}} &= {direct} + {via}"
-                    rf"\,\frac{{\partial {reader}_{{t-1}}}}{{\partial {state}_{{t-1}}}}")
+        rows.append(rf"\frac{{d {st(state, 't')}}}{{d {st(state, 't-1')}}} &= {direct} + {via}"
+                    rf"\,\frac{{\partial {st(reader, 't-1')}}}{{\partial {st(state, 't-1')}}}")
         rows.append(rf"&= {c.tex(step_jacobians(c.spec)[(state, state)])} + {via}\, {inner}")
     return rows
 
 
 def _direct_rows(c: Context, state: str, block, direct) -> list[str]:
-    lhs = _partial(c, f"{state}_{{t}}", f"{state}_{{t-1}}")
-    held = (r" \quad \text{(" + prose_list([f"${p}_{{t-1}}$" for p in c.net.states
+    lhs = _partial(c, st(state, "t"), st(state, "t-1"))
+    held = (r" \quad \text{(" + prose_list([f"${st(p, 't-1')}$" for p in c.net.states
                                              if p != state]) + " held fixed)}"
             if len(c.net.states) > 1 else "")
     rest = "" if direct == block else r" + \bigl(\text{terms with a weight matrix}\bigr)"
-    k_steps = (rf"\frac{{\partial {state}_{{t}}}}{{\partial {state}_{{t-k}}}}"
+    k_steps = (rf"\frac{{\partial {st(state, 't')}}}{{\partial {st(state, 't-k')}}}"
                r"\Big|_{\text{direct}}")
     return [rf"{lhs} &= {c.tex(direct)}{rest}{held}",
             rf"{k_steps} &= {_direct_product(c, direct)}"]
@@ -187,16 +188,16 @@ def _update(c: Context, state: str) -> str:
 def _direct_paragraph(c: Context, state: str, block, direct) -> str:
     gate = direct.args[0] if isinstance(direct, Diag) else direct
     exact = ("Holding the other states fixed this is the whole block, so the product is "
-             f"$\\partial {state}_t/\\partial {state}_{{t-k}}$ itself. "
+             f"$\\partial {st(state, 't')}/\\partial {st(state, 't-k')}$ itself. "
              if direct == block and len(c.net.states) > 1 else "")
     return (
-        f"The update ${_update(c, state)}$ passes ${state}_{{t-1}}$ on through an "
+        f"The update ${_update(c, state)}$ passes ${st(state, 't-1')}$ on through an "
         "elementwise product with a gate, added to the rest. "
-        f"Along this direct path ${state}_{{t-1}} \\to {state}_t$ the gradient is multiplied "
-        "by gate values only: no weight matrix and no derivative of a squashing "
+        f"Along this direct path ${st(state, 't-1')} \\to {st(state, 't')}$ the gradient is "
+        "multiplied by gate values only: no weight matrix and no derivative of a squashing "
         f"function. {exact}With ${c.tex(gate)} \\approx \\mathbf{{1}}$ the product over $k$ "
         "steps stays near the identity for every $k$, so what reaches "
-        f"${state}_{{t-k}}$ along it does not vanish; a gate near $\\mathbf{{0}}$ cuts it "
+        f"${st(state, 't-k')}$ along it does not vanish; a gate near $\\mathbf{{0}}$ cuts it "
         "on purpose. This is why the cell eases vanishing gradients: a plain recurrent "
         "step multiplies by $\\operatorname{diag}(f') W$ every time, whose norm can shrink "
         "geometrically in $k$.\n"
@@ -204,9 +205,9 @@ def _direct_paragraph(c: Context, state: str, block, direct) -> str:
 
 
 def _through_note(c: Context, state: str, within: dict) -> str:
-    readers = prose_list([f"${r}_{{t-1}}$" for r, read in within if read == state])
-    return (f"The last rows count {readers} as a function of ${state}_{{t-1}}$ (within step "
-            f"$t-1$ it reads ${state}_{{t-1}}$): the total derivative adds a path through the "
+    readers = prose_list([f"${st(r, 't-1')}$" for r, read in within if read == state])
+    return (f"The last rows count {readers} as a function of ${st(state, 't-1')}$ (within step "
+            f"$t-1$ it reads ${st(state, 't-1')}$): the total derivative adds a path through the "
             "gates, whose factors carry weight matrices like any recurrent Jacobian, while the "
             "direct term is unchanged.\n")
 
@@ -224,7 +225,8 @@ def direct_path_section(c: Context) -> str:
         parts.append(f"{display(rows)}\n{_direct_paragraph(c, s, blocks[(s, s)], direct)}"
                      + (_through_note(c, s, within) if through else ""))
     if not parts:
-        names = prose_list([f"$\\partial {s}_t/\\partial {s}_{{t-1}}$" for s in c.net.states])
+        names = prose_list([f"$\\partial {st(s, 't')}/\\partial {st(s, 't-1')}$"
+                            for s in c.net.states])
         parts.append(f"Every term of {names} above contains a weight matrix: this cell has "
                      "no direct path, and $\\partial h_t/\\partial h_k$ is a product of "
                      "$t-k$ such Jacobians.\n")

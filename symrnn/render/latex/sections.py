@@ -18,6 +18,7 @@ A section function takes a :class:`Context` and returns LaTeX text.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -41,6 +42,12 @@ T_EXAMPLE = 3
 ROLES = {"weight_hh": "recurrent", "weight_ih": "input", "bias_ih": "bias",
          "bias_hh": "recurrent bias"}
 HEAD_ROLES = {"W_hy": "output", "b_y": "output bias"}
+
+
+def _layer_word(stack: str) -> str:
+    """', layer 2' for weight_hh_l1 (layers counted from 1 in prose), '' for layer 0."""
+    match = re.search(r"_l(\d+)$", stack)
+    return f", layer {int(match[1]) + 1}" if match else ""
 TORCH_GATE_NAMES = {"u": "z"}
 """Gates that torch's documentation names differently (GRU: update gate u here, z there)."""
 
@@ -83,8 +90,8 @@ class Context:
     def states_at(self, time=None) -> str:
         """h_τ, or (h_τ, c_τ) for a cell with several states (plain h, (h, c) for None);
         ``time`` may be LaTeX (\\tau-k_2)."""
-        names = [s if time is None else symbol_latex(f"{s}_{{{format_time(time)}}}")
-                 for s in self.net.states]
+        names = [symbol_latex(s) if time is None
+                 else symbol_latex(f"{s}_{{{format_time(time)}}}") for s in self.net.states]
         return names[0] if len(names) == 1 else rf"\left({', '.join(names)}\right)"
 
     @cached_property
@@ -122,7 +129,8 @@ def prose_list(items: list[str]) -> str:
 
 def _roles(c: Context) -> dict[str, list[str]]:
     """role → its parameters, in the network's order (from torch's stacks, then the head)."""
-    role = {p: ROLES[stack] for stack, members in c.net.stacks.items() for p in members if p}
+    role = {p: ROLES[re.sub(r"_l\d+$", "", stack)] + _layer_word(stack)
+            for stack, members in c.net.stacks.items() for p in members if p}
     role.update(HEAD_ROLES)
     out: dict[str, list[str]] = {}
     for name in c.net.params:
@@ -143,8 +151,8 @@ def conventions_section(c: Context) -> str:
     had = c.notation.hadamard
     names = ", ".join(", ".join(f"${c.name(n)}$" for n in group) + f" ({role})"
                       for role, group in _roles(c).items())
-    states = ", ".join(f"${s}_t$" for s in c.net.states)
-    adjoints = ", ".join(f"${c.tex(sym)} = \\partial L/\\partial {s}_{{t}}$"
+    states = ", ".join(f"${symbol_latex(s + '_{t}')}$" for s in c.net.states)
+    adjoints = ", ".join(f"${c.tex(sym)} = \\partial L/\\partial {symbol_latex(s + '_{t}')}$"
                          for s, (sym, _) in c.recurrence.deltas.items())
     held = (" (each with the other states of step $t$ held fixed)"
             if len(c.net.states) > 1 else "")
