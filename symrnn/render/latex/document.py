@@ -139,7 +139,8 @@ def _title(spec: Spec) -> str:
     topology = spec.topology.replace("_", "-")
     loss = {"mse": "squared error", "cross_entropy": "cross-entropy"}[spec.loss]
     cell = CELL_TITLES.get(spec.cell, spec.cell.replace("_", r"\_"))
-    return (rf"Backpropagation through time: {cell}\\ \large "
+    layers = f", {spec.num_layers} layers" if spec.num_layers > 1 else ""
+    return (rf"Backpropagation through time: {cell}{layers}\\ \large "
             rf"{spec.activation} activation, {spec.head} head, {loss}, {topology}")
 
 
@@ -268,6 +269,7 @@ STANDARD_DOCUMENTS: tuple[StandardDocument, ...] = (
     StandardDocument("lstm_mse", DEFAULT_SPEC.replace(cell="lstm")),
     StandardDocument("gru_mse", DEFAULT_SPEC.replace(cell="gru")),
     StandardDocument("gru_v1_mse", DEFAULT_SPEC.replace(cell="gru_v1")),
+    StandardDocument("elman_2layer_mse", DEFAULT_SPEC.replace(num_layers=2, hidden_size=2)),
 )
 
 
