@@ -238,9 +238,21 @@ def _rows_per_gate(c: Context) -> str:
     return "$H$ rows" if not isinstance(H, int) else f"$H = {H}$ rows"
 
 
+def _upper_layers(c: Context) -> str:
+    """The layers above 0 have the same table, their names suffixed."""
+    if len(c.net.layers) == 1:
+        return ""
+    names = prose_list([f"\\texttt{{\\_l{layer.index}}}" for layer in c.net.layers[1:]])
+    return (f" Layers $2, \\ldots, {len(c.net.layers)}$ have the same table with {names} "
+            "appended to every name (torch's \\texttt{weight\\_ih\\_l1}, ...); their "
+            "\\texttt{weight\\_ih} blocks are $H$ columns wide, since they read the layer "
+            "below's $h_t$.")
+
+
 def torch_section(c: Context) -> str:
-    stacks = {s: m for s, m in c.net.stacks.items() if any(m)}
-    empty = [s for s, m in c.net.stacks.items() if not any(m)]
+    own = {s: m for s, m in c.net.stacks.items() if not re.search(r"_l\d+$", s)}
+    stacks = {s: m for s, m in own.items() if any(m)}
+    empty = [s for s, m in own.items() if not any(m)]
     gates = [_gate_of(c, p) for p in stacks["weight_ih"]]
     header = ["rows", "gate"] + [_stack_head(c, s, m) for s, m in stacks.items()]
     body = []
@@ -256,7 +268,7 @@ def torch_section(c: Context) -> str:
         f"{_rows_per_gate(c)} per gate (the equation that reads the block), top to bottom:\n"
         "\\begin{center}\n\\begin{tabular}{" + "l" * len(header) + "}\n"
         + " & ".join(header) + " \\\\\n\\hline\n" + " \\\\\n".join(body) + "\n"
-        "\\end{tabular}\n\\end{center}\n" + (note + "\n" if note else "")
+        "\\end{tabular}\n\\end{center}\n" + note + _upper_layers(c) + "\n"
     )
 
 
