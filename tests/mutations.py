@@ -31,6 +31,8 @@ gru-reset-gate-inside-matmul       n_t = tanh(W_xn x + b_n + W_hn (r⊙h) + b_hn
 gru-v1-reset-after-product         GRU v1: n_t = tanh(W_xn x + b_n + r⊙(W_hn h))
 gru-v1-candidate-update-gate       GRU v1: n_t = tanh(W_hn (u⊙h) + W_xn x + b_n)
 torch-layout-recurrent-bias-lost   layout torch: affine drops b_h{g} (b_x{g} only)
+stack-layer-reads-input            num_layers 2: layer 1 reads x_t, not h_t below
+stack-layer-reads-previous-step    num_layers 2: layer 1 reads h_{t−1} below, not h_t
 =================================  ==========================================
 """
 
@@ -43,7 +45,7 @@ from dataclasses import dataclass
 from sympy import MatrixSymbol, Rational
 
 import symrnn.ops
-from symrnn.engine import cells, derive, rules
+from symrnn.engine import cells, derive, graph, rules
 from symrnn.engine.expr import (
     Softmax,
     add,
@@ -51,6 +53,7 @@ from symrnn.engine.expr import (
     matmul,
     ones_like,
     sub,
+    timed,
     transpose,
 )
 from symrnn.ops import ELEMENTWISE, Sigmoid
@@ -226,6 +229,31 @@ def _drop_recurrent_bias(mp) -> None:
     mp.setattr(cells.StepBuilder, "affine", affine)
 
 
+def _stack_input(wrong: str) -> Callable:
+    """Network._cell_equations with layer l ≥ 1 reading the wrong input: 'x' (x_t, which
+    needs input size = hidden size to fit the H×H weights) or 'previous' (layer l−1's
+    h_{t−1}, from ``prev``, instead of its h_t)."""
+
+    def _cell_equations(self, time, prev):
+        out = []
+        for layer in self.layers:
+            if layer.input == "x" or wrong == "x":
+                x = timed("x", time, self.sizes.D)  # the break (layers above 0)
+            else:
+                x = prev[layer.input]  # the break: h_{t-1} of the layer below
+            own = dict(zip(self.cell.states, (prev[s] for s in layer.states), strict=True))
+            builder = cells.StepBuilder(time=time, prev=own, x=x, params=layer.params,
+                                        activation=self.spec.activation, suffix=layer.suffix)
+            self.cell.step(builder)
+            out += [graph.Equation(lhs, rhs, "cell", time) for lhs, rhs in builder.equations]
+        return out
+
+    def apply(mp) -> None:
+        mp.setattr(graph.Network, "_cell_equations", _cell_equations)
+
+    return apply
+
+
 # ----------------------------------------------------------------- the table
 
 _ELMAN = Spec(hidden_size=2, input_size=1, output_size=1)
@@ -333,6 +361,23 @@ MUTATIONS: tuple[Mutation, ...] = (
              Spec(cell="lstm", layout="torch", hidden_size=1, input_size=1, output_size=1),
              expect=(("forward c_1", (0, 0)), ("b_hi", (0, 0)), ("b_ho", (0, 0)),
                      ("b_xf", (0, 0)))),
+    Mutation("stack-layer-reads-input",
+             "Network._cell_equations: layer 1 of a 2-layer stack reads x_t instead of "
+             "layer 0's h_t (input size = hidden size, so the shapes fit)",
+             _stack_input("x"), None,
+             Spec(hidden_size=2, input_size=2, output_size=1, num_layers=2),
+             expect=(("forward h_l1_1", (0, 0)), ("forward L_1", (0, 0)), ("W_xh_l1", (1, 0)),
+                     ("W_hh", (0, 0)), ("h_0", (1, 0))),
+             untouched=("forward h_1", "forward h_2")),
+    Mutation("stack-layer-reads-previous-step",
+             "Network._cell_equations: layer 1 of a 2-layer LSTM stack reads layer 0's "
+             "h_{t-1} instead of its h_t (the cross-layer path moved out of step t)",
+             _stack_input("previous"), None,
+             Spec(cell="lstm", hidden_size=1, input_size=1, output_size=1, num_layers=2),
+             proof="rolled",
+             expect=(("forward c_l1_1", (0, 0)), ("delta^h_1", (0, 0)), ("W_xi", (0, 0)),
+                     ("W_xf_l1", (0, 0)), ("h_0", (0, 0))),
+             untouched=("forward h_1", "forward c_2", "delta^h_2", "delta^c_2")),
 )
 
 RULE_MUTATIONS = tuple(m for m in MUTATIONS if m.rule is not None)

@@ -37,13 +37,20 @@ gru-v1-candidate-update-gate       gru_v1 2/1/1, 2       forward h_2[1], delta_1
                                    rolled                W_hu[1,1]
 torch-layout-recurrent-bias-lost   lstm torch 1/1/1, 2   forward c_1[0], b_hi[0], b_ho[0],
                                                          b_xf[0]
+stack-layer-reads-input            elman 2 layers        forward h_l1_1[0], L_1[0],
+                                   2/2/1, 2              W_xh_l1[1,0], W_hh[0,0], h_0[1]
+stack-layer-reads-previous-step    lstm 2 layers         forward c_l1_1[0], delta^h_1[0],
+                                   1/1/1, 2 rolled       W_xi[0,0], W_xf_l1[0,0], h_0[0]
 =================================  ====================  ==================================
 
 (sizes are hidden/input/output.)  Every cell and both layouts have a forward
 mutation (:func:`test_every_cell_and_layout_has_a_forward_mutation`); the two GRUs'
 reset orders coincide at hidden size 1 (r ⊙ (W_hn h) = W_hn (r ⊙ h) for scalars), so
 their mutations use hidden 2, and at hidden 1 the proof passes, as it must
-(:func:`test_reset_order_is_invisible_at_hidden_size_one`).
+(:func:`test_reset_order_is_invisible_at_hidden_size_one`).  A stack has mutations of
+its wiring (layer 1 reading x_t, or the layer below's h_{t−1}, instead of its h_t;
+:func:`test_stack_wiring_mutations_reach_only_the_layers_above`): layer 0's forward
+is untouched, and δ^{h}_T of layer 0 (the head reads layer 1 only) stays 0.
 
 Each mutation also lists parameters it cannot reach (``untouched``, e.g. W_hy
 for an activation derivative, δ_T for the dropped carry), which must not be
@@ -177,3 +184,21 @@ def test_reset_order_is_invisible_at_hidden_size_one(monkeypatch):
     for prove in PROOFS.values():
         prove(spec, 2).raise_if_failed()
     assert not prove_unrolled(mutation.spec, 1).ok
+
+
+@pytest.mark.parametrize("mutation_id", ["stack-layer-reads-input",
+                                         "stack-layer-reads-previous-step"])
+def test_stack_wiring_mutations_reach_only_the_layers_above(mutation_id, monkeypatch):
+    """Both proofs see a miswired stack (the table names one of them per mutation): layer
+    0's forward never changes, every h of layer 1 does, and so does ∂L/∂h_l1_0
+    (test_unbroken_engine_passes_the_same_proofs runs the same stacks unbroken)."""
+    mutation = by_id(mutation_id)
+    assert mutation.spec.num_layers == 2
+    mutation.apply(monkeypatch)
+    for proof, prove in PROOFS.items():
+        found = {p for p, _ in _mismatches(prove(mutation.spec, mutation.T))}
+        forward = {p for p in found if p.startswith("forward ")}
+        assert {f"forward h_l1_{t}" for t in range(1, mutation.T + 1)} <= forward, proof
+        assert not any(p.startswith("forward ") and "_l1_" not in p and "L_" not in p
+                       for p in forward), (proof, sorted(forward))
+        assert "h_l1_0" in found, proof

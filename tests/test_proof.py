@@ -14,6 +14,13 @@ recurrent product) and GRU v1 (Cho's, reset before it): every valid head × loss
 topologies, both layouts, hidden ∈ {1,2}, input ∈ {1,2}, output ∈ {1,2}, T ∈ {1,2,3}.
 Layouts: ``notes`` (one bias per gate; the GRU's b_hn besides) and ``torch`` (two
 biases per gate, b_x{g} and b_h{g}); the oracle has its own table of both.
+
+Stacks (``num_layers``; the oracle's own stacking, layer l reading layer l−1's h_t):
+every cell at 2 layers, every valid head × loss, both topologies and layouts, with and
+without biases, hidden ∈ {1,2}, input 1 / output 2 and hidden 2 / input 1 / output 1,
+T ∈ {1,2,3}; Elman at 3 layers, every activation × head × loss × topology × layout,
+three sizes, T ∈ {1,2,3}.  Quick (not slow): every cell × layout at 2 layers, T = 2,
+and a 3-layer Elman network, T = 3.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from symrnn.checks import oracle
 from symrnn.checks.oracle import ScalarNetwork, build_network
 from symrnn.checks.proof import prove, prove_rolled, prove_unrolled
 from symrnn.engine import rules
+from symrnn.engine.derive import derive_recurrence
 from symrnn.engine.expr import derivative_from_output, hadamard, matmul
 from symrnn.engine.graph import network
 from symrnn.errors import MissingRuleError
@@ -49,8 +57,15 @@ GATED = [(cell, layout, head, loss, topo) for cell in GATED_CELLS for layout in 
 N_GATES = {"lstm": 4, "gru": 3, "gru_v1": 3}
 
 
-def _cell_entries(cell: str, h: int, d: int, bias: bool = True, layout: str = "notes") -> int:
-    """Entries of the cell's parameters (counted here, from the equations, not the tables)."""
+def _cell_entries(cell: str, h: int, d: int, bias: bool = True, layout: str = "notes",
+                  layers: int = 1) -> int:
+    """Entries of the cell's parameters (counted here, from the equations, not the tables).
+
+    A stack: layer 0 reads the D-wide input, every layer above the H-wide h below it.
+    """
+    if layers > 1:
+        return _cell_entries(cell, h, d, bias, layout) + (layers - 1) * _cell_entries(
+            cell, h, h, bias, layout)
     biases = 2 if layout == "torch" else 1  # b_x{g} and b_h{g}, or b_{g}
     per_gate = h * h + h * d + biases * h * bias
     if cell == "elman":
@@ -60,10 +75,10 @@ def _cell_entries(cell: str, h: int, d: int, bias: bool = True, layout: str = "n
 
 
 def _expected(cell: str, h: int, d: int, o: int, T: int, topo: str, bias: bool = True,
-              layout: str = "notes"):
+              layout: str = "notes", layers: int = 1):
     """(unrolled gradient entries, rolled entries, forward entries) of one case."""
-    states = 2 if cell == "lstm" else 1
-    cell_n = _cell_entries(cell, h, d, bias, layout)
+    states = (2 if cell == "lstm" else 1) * layers  # every layer's h (and c)
+    cell_n = _cell_entries(cell, h, d, bias, layout, layers)
     head_n = o * h + o * bias
     unrolled = cell_n + head_n + states * h
     rolled = T * (states * h + cell_n + head_n) + states * h
@@ -113,6 +128,104 @@ def test_gated_cells_proved_against_their_textbook_equations(cell, layout):
     """A quick (not slow) instance of the gated proofs: hidden 2, T = 2."""
     spec = Spec(cell=cell, layout=layout, hidden_size=2, input_size=1, output_size=1)
     assert _prove_both(spec, 2) == _expected(cell, 2, 1, 1, 2, spec.topology, layout=layout)
+
+
+STACKED_SIZES = ((1, 1, 2), (2, 1, 1))
+"""hidden, input, output of the stacked grids: hidden ≠ input, so layer 1's H×H input
+weights differ in shape from layer 0's H×D."""
+STACKED_LENGTHS = (1, 2, 3)
+ALL_CELLS = ("elman", *GATED_CELLS)
+STACKED = [(cell, layout, head, loss, topo) for cell in ALL_CELLS for layout in LAYOUTS
+           for (head, loss), topo in itertools.product(HEAD_LOSS, TOPOLOGIES)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", STACKED, ids=lambda c: "-".join(c))
+def test_two_layer_stacks_unrolled_and_rolled_equal_the_scalar_oracle(case):
+    cell, layout, head, loss, topo = case
+    for (hidden, inputs, outputs), T, bias in itertools.product(
+            STACKED_SIZES, STACKED_LENGTHS, (True, False)):
+        spec = Spec(cell=cell, head=head, loss=loss, topology=topo, layout=layout, bias=bias,
+                    hidden_size=hidden, input_size=inputs, output_size=outputs, num_layers=2)
+        assert _prove_both(spec, T) == _expected(cell, hidden, inputs, outputs, T, topo,
+                                                 bias, layout, layers=2), (spec, T)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("combo", SPEC_COMBOS, ids=combo_id)
+def test_three_layer_elman_unrolled_and_rolled_equal_the_scalar_oracle(combo, layout):
+    for (hidden, inputs, outputs), T in itertools.product(
+            ((1, 1, 1), (2, 1, 2), (1, 2, 1)), STACKED_LENGTHS):
+        spec = combo_spec(combo, hidden_size=hidden, input_size=inputs, output_size=outputs,
+                          layout=layout, num_layers=3)
+        assert _prove_both(spec, T) == _expected("elman", hidden, inputs, outputs, T,
+                                                 spec.topology, layout=layout, layers=3)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("cell", ALL_CELLS)
+def test_two_layer_stacks_are_proved(cell, layout):
+    """A quick (not slow) instance of the stacked grid: hidden 2, input 1, T = 2."""
+    spec = Spec(cell=cell, layout=layout, hidden_size=2, input_size=1, output_size=1,
+                num_layers=2)
+    assert _prove_both(spec, 2) == _expected(cell, 2, 1, 1, 2, spec.topology, layout=layout,
+                                             layers=2)
+
+
+def test_three_layer_elman_is_proved():
+    spec = Spec(activation="relu", hidden_size=2, input_size=1, output_size=2, num_layers=3,
+                topology="many_to_one")
+    assert _prove_both(spec, 3) == _expected("elman", 2, 1, 2, 3, "many_to_one", layers=3)
+
+
+def test_the_oracles_stack_is_its_own():
+    """The oracle's table and forward of a stack, read from its own program: layer l's
+    input weights are H×H and multiply layer l−1's h_t; the head reads the top layer."""
+    spec = Spec(cell="lstm", hidden_size=2, input_size=3, output_size=1, num_layers=3)
+    shapes = oracle.parameter_shapes(spec)
+    assert shapes["W_xi"] == (2, 3) and shapes["W_xi_l1"] == shapes["W_xo_l2"] == (2, 2)
+    assert len(shapes) == 3 * 12 + 2 and "W_hi_l3" not in shapes
+    net = ScalarNetwork(spec, 2)
+    assert net.state_names == ("h", "c", "h_l1", "c_l1", "h_l2", "c_l2")
+    assert net.readout == "h_l2"
+    defs = {d.symbol.name: d.expr for d in net.definitions}
+    names = {s.name for s in defs["af_l2_2[0]"].free_symbols}
+    assert {"h_l1_2[0]", "h_l1_2[1]", "h_l2_1[1]", "W_xf_l2[0,1]"} <= names
+    assert not any(n.startswith(("x_", "h_1", "h_l1_1")) for n in names)
+    assert {s.name for s in defs["z_2[0]"].free_symbols} >= {"h_l2_2[0]", "W_hy[0,1]"}
+    assert not any(s.name.startswith("h_l1") for s in defs["z_2[0]"].free_symbols)
+
+
+def test_stacked_adjoints_hold_the_other_states_of_the_step_fixed():
+    """δ^{h}_t of a lower layer is what step t+1 sends back (the head reads the top
+    layer only), so δ^{h}_T = 0; the path through layer 1 at step T is in the summands of
+    step T — in the oracle and in the engine's recurrence alike."""
+    spec = Spec(hidden_size=2, input_size=1, output_size=1, num_layers=2)
+    net = ScalarNetwork(spec, 2)
+    assert net.adjoint("h", 2) == [0, 0] and all(v != 0 for v in net.adjoint("h_l1", 2))
+    assert all(v != 0 for v in net.summand("W_hh", 2))
+    used = {str(s) for v in net.summand("W_xh", 2) for s in v.free_symbols}
+    assert "delta^h_l1_2[0]" in used and not any(u.startswith("delta^h_") and "l1" not in u
+                                                 for u in used)
+    rec = derive_recurrence(spec)
+    assert rec.local["h"] is None and rec.local["h_l1"] is not None
+    assert [str(rec.deltas[s][0]) for s in ("h", "h_l1")] == [
+        "delta^{h}_{t}", "delta^{h_l1}_{t}"]
+
+
+def test_oracle_and_engine_state_tables_must_agree(monkeypatch):
+    """A state the oracle has and the engine lacks is refused before anything is compared."""
+    monkeypatch.setitem(oracle.STATES, "elman", ("h", "s"))
+    build_network.cache_clear()
+    try:
+        spec = Spec(hidden_size=1, input_size=1, output_size=1, num_layers=2)
+        with pytest.raises(MissingRuleError, match=r"states \['h', 'h_l1'\] are not the "
+                                                   r"oracle's \['h', 's', 'h_l1', 's_l1'\]"):
+            prove_rolled(spec, 1)
+    finally:
+        monkeypatch.undo()
+        build_network.cache_clear()
 
 
 def test_elman_torch_layout_is_proved():

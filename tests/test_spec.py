@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from symrnn.errors import SpecError
@@ -117,3 +119,23 @@ def test_toml_round_trip_and_unknown_keys(tmp_path):
         load_spec(path)
     with pytest.raises(SpecError, match="spec file not found"):
         load_spec(tmp_path / "missing.toml")
+
+
+@pytest.mark.parametrize("layers", [0, 9, -1, 1.5, True, False, "2", None])
+def test_num_layers_must_be_an_integer_from_1_to_8(layers):
+    with pytest.raises(SpecError, match=rf"num_layers must be an integer from 1 to 8, "
+                                        rf"got {re.escape(repr(layers))}"):
+        Spec(num_layers=layers)
+
+
+def test_num_layers_defaults_to_one_and_accepts_the_range(tmp_path):
+    assert DEFAULT_SPEC.num_layers == 1
+    assert [Spec(num_layers=n).num_layers for n in (1, 2, 8)] == [1, 2, 8]
+    assert Spec(num_layers=2) != DEFAULT_SPEC and Spec(num_layers=2).to_dict()["num_layers"] == 2
+    path = tmp_path / "spec.toml"
+    path.write_text('[spec]\ncell = "lstm"\nnum-layers = 3\n')
+    assert load_spec(path).num_layers == 3
+    assert load_spec(path, num_layers=2).num_layers == 2
+    path.write_text('[spec]\nnum_layers = "3"\n')  # a TOML string is not an integer
+    with pytest.raises(SpecError, match="num_layers must be an integer from 1 to 8, got '3'"):
+        load_spec(path)

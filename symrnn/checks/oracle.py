@@ -579,21 +579,29 @@ class ScalarNetwork:
         self._backward()
         return list(self._delta_symbols[name, t])
 
-    def summand(self, name: str, t: int) -> Matrix:
-        """∂L/∂θ^{(t)}: the derivative through the definitions of step t only."""
+    def summand(self, name: str, t: int) -> symengine.DenseMatrix:
+        """∂L/∂θ^{(t)}: the derivative through the definitions of step t only.
+
+        A SymEngine matrix (entries stay SymEngine expressions: converting the
+        expanded polynomials of a stack back to SymPy would cost more than the sweep).
+        """
         self._backward()
         m = self.params[name]
         zero = symengine.Integer(0)
-        return Matrix(m.rows, m.cols, lambda i, j: self._summands.get((_se(m[i, j]), t), zero))
+        return symengine.DenseMatrix(m.rows, m.cols, [
+            self._summands.get((_se(m[i, j]), t), zero)
+            for i in range(m.rows) for j in range(m.cols)])
 
-    def gradient(self, name: str) -> Matrix:
-        """∂L/∂θ = Σ_t ∂L/∂θ^{(t)} for a parameter, or ∂L/∂s_0 for 'h_0', 'c_0'."""
+    def gradient(self, name: str) -> symengine.DenseMatrix:
+        """∂L/∂θ = Σ_t ∂L/∂θ^{(t)} for a parameter, or ∂L/∂s_0 for 'h_0', 'c_0', 'h_l1_0'."""
         if name.endswith("_0") and name[:-2] in self.state_names:
-            return Matrix(self.adjoint(name[:-2], 0))
+            initial = self.adjoint(name[:-2], 0)
+            return symengine.DenseMatrix(len(initial), 1, initial)
         m = self.params[name]
         parts = [self.summand(name, t) for t in range(1, self.T + 1)]
-        return Matrix(m.rows, m.cols, lambda i, j: symengine.expand(
-            sum((p[i, j] for p in parts), symengine.Integer(0))))
+        return symengine.DenseMatrix(m.rows, m.cols, [
+            symengine.expand(sum((p[i, j] for p in parts), symengine.Integer(0)))
+            for i in range(m.rows) for j in range(m.cols)])
 
     def resolve(self, expr):
         """Substitute every δ symbol by its value (recursively): ∂L/∂· in atoms only."""

@@ -17,6 +17,11 @@ with the engine.  This module puts the engine on the same symbols:
   local term at t = T only), gives every δ_t (each state), every per-step
   summand of every parameter (the oracle's ∂L/∂θ^{(t)}) and ∂L/∂s_0.
 
+Stacks (``num_layers``): every layer's parameters (W_hh_l1, …) and states (h_l1,
+c_l1, …) are compared, with the engine's convention, which the oracle shares: δ^{s}_t
+holds the other states of step t fixed, so layer l's use of layer l−1's h_t is inside
+step t (in the summands of layer l−1's parameters), not in δ^{h}_t.
+
 Exactness: each compared pair is a Laurent polynomial in the oracle's atoms
 and δ symbols, and the difference must expand to exactly 0.  An engine δ_t
 that equals the oracle's is replaced by the oracle's δ_t symbol, so every
@@ -210,6 +215,10 @@ def _forward(spec: Spec, T: int, net: ScalarNetwork):
         raise MissingRuleError(
             f"the engine's parameters {sorted(program.params)} are not the oracle's "
             f"{sorted(net.params)} for {spec}")
+    if tuple(program.initial_states) != net.state_names:  # same cell and stack on both sides
+        raise MissingRuleError(
+            f"the engine's states {list(program.initial_states)} are not the oracle's "
+            f"{list(net.state_names)} for {spec}")
     for name, sym in program.params.items():
         engine.bind(sym, net.params[name])
     for s, sym in program.initial_states.items():
