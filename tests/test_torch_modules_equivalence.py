@@ -176,3 +176,56 @@ def test_generated_rnnloss_module_loads_the_renamed_state_dict(name):
     torch.testing.assert_close(loss.detach(), want_loss, **TOL)
     for name_ in module.PARAM_NAMES:
         torch.testing.assert_close(getattr(model, name_).grad, want[name_], **TOL)
+
+
+# ------------------------------------------------------------------ stacked layers
+
+STACKED = ["lstm", "gru", "rnn-tanh"]
+"""torch modules checked with num_layers=2 (nn.LSTM and nn.GRU; nn.RNN as well)."""
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("head", HEADS[:2], ids="-".join)
+@pytest.mark.parametrize("name", STACKED)
+def test_two_layer_state_dict_loads_and_gives_the_same_loss_and_gradients(name, head,
+                                                                          backend):
+    """Every gradient: both layers' parameters, h0/c0 of each layer, the head and x."""
+    spec, rnn, linear, x, y, states = _setup(name, head, seed=4, num_layers=2)
+    assert any(k.endswith("_l1") for k in rnn.state_dict())
+    _, want = _torch_grads(spec, rnn, linear, x, y, states)
+    assert {"weight_hh_l1", "h_l1_0", "x"} <= set(want)
+    _assert_equal(spec, backend, rnn, linear, x, y, states)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("name", ["lstm", "gru"])
+def test_two_layers_without_biases_and_initial_states(name, backend):
+    spec, rnn, linear, x, y, _ = _setup(name, bias=False, seed=5, num_layers=2)
+    assert not any("bias" in k for k in rnn.state_dict())
+    _assert_equal(spec, backend, rnn, linear, x, y, ())
+
+
+def test_nn_lstm_8_32_two_layers_state_dict_keys_are_the_generated_parameters():
+    rnn = torch.nn.LSTM(8, 32, num_layers=2)
+    module = _compiled(Spec(cell="lstm", layout="torch", hidden_size=32, input_size=8,
+                            output_size=O, num_layers=2), "torch")
+    renamed = {k.removesuffix("_l0"): tuple(v.shape) for k, v in rnn.state_dict().items()}
+    assert renamed == {k: v for k, v in module.PARAM_SHAPES.items() if k not in ("W_hy", "b_y")}
+    assert list(renamed) == list(module.PARAM_NAMES[:8])
+    assert renamed["weight_ih"] == (4 * 32, 8) and renamed["weight_ih_l1"] == (4 * 32, 32)
+    assert module.STATES == ("h", "c", "h_l1", "c_l1")
+    assert module.STATE_ARGS == ("h0", "c0", "h0_l1", "c0_l1")
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru"])
+def test_generated_two_layer_rnnloss_module_loads_the_renamed_state_dict(name):
+    spec, rnn, linear, x, y, states = _setup(name, HEADS[1], seed=6, num_layers=2)
+    module = _compiled(spec, "torch")
+    model = module.RNNLoss(dtype=torch.float64)
+    model.load_state_dict(_params(rnn, linear), strict=True)
+    loss = model(x, y, *states)
+    loss.backward()
+    want_loss, want = _torch_grads(spec, rnn, linear, x, y, states)
+    torch.testing.assert_close(loss.detach(), want_loss, **TOL)
+    for name_ in module.PARAM_NAMES:
+        torch.testing.assert_close(getattr(model, name_).grad, want[name_], **TOL)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import re
 import types
 
 import pytest
@@ -49,6 +50,22 @@ ELMAN_TORCH_CORPUS = [spec.replace(layout="torch") for spec in CORPUS]
 NN_CELLS = {"elman": ("tanh", "relu"), "lstm": ("tanh",), "gru": ("tanh",)}
 """torch-layout cells (and activations) that torch.nn.RNN/LSTM/GRU compute too."""
 
+STACKED = [*(Spec(cell=cell, layout=layout, num_layers=2)
+             for cell in ("elman", *GATED_CELLS) for layout in LAYOUTS),
+           Spec(cell="lstm", layout="torch", num_layers=3, head="softmax", loss="cross_entropy",
+                topology="many_to_one"),
+           Spec(cell="elman", activation="relu", layout="torch", num_layers=3),
+           Spec(cell="gru_v1", num_layers=3, head="sigmoid", topology="many_to_one")]
+"""Every cell × layout with 2 layers, and three 3-layer stacks."""
+FAST_STACKED = {Spec(cell="lstm", layout="torch", num_layers=2), Spec(cell="gru", num_layers=2),
+                Spec(cell="elman", activation="relu", layout="torch", num_layers=3)}
+"""The stacks in the fast set; the others are slow-marked."""
+
+
+def _stacked_params(fast: set[Spec] = FAST_STACKED) -> list:
+    return [pytest.param(spec, id=_id(spec), marks=() if spec in fast else pytest.mark.slow)
+            for spec in STACKED]
+
 
 @functools.cache
 def _module(spec: Spec, backend: str, tbptt=None, clip=None, clip_value=None):
@@ -58,7 +75,8 @@ def _module(spec: Spec, backend: str, tbptt=None, clip=None, clip_value=None):
 def _id(spec: Spec) -> str:
     cell = "" if spec.cell == "elman" and spec.layout == "notes" else f"{spec.cell}-"
     layout = "-torch" if spec.layout == "torch" else ""
-    return f"{cell}{spec.activation}-{spec.head}-{spec.loss}-{spec.topology}{layout}"
+    layers = f"-L{spec.num_layers}" if spec.num_layers > 1 else ""
+    return f"{cell}{spec.activation}-{spec.head}-{spec.loss}-{spec.topology}{layout}{layers}"
 
 
 def _has_nn(spec: Spec) -> bool:
@@ -152,6 +170,49 @@ def test_clipping_of_every_cell_matches_the_reference(spec, backend):
         assert report.ok and "finite_differences" not in {c.oracle for c in report.checks}
 
 
+def _stacked_names(spec: Spec, module) -> set[str]:
+    """What verify checks against autograd for a stack: every parameter, every layer's
+    initial states, delta (the top layer's h), delta_s of every other state, and x."""
+    top = "h" if spec.num_layers == 1 else f"h_l{spec.num_layers - 1}"
+    return {*module.PARAM_NAMES, *(f"{s}_0" for s in module.STATES), "delta", "x",
+            *(f"delta_{s}" for s in module.STATES if s != top)}
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("spec", _stacked_params())
+def test_stacked_layers_of_every_cell_and_layout(spec, backend):
+    module = _module(spec, backend)
+    per_layer = len(module.STATES) // spec.num_layers
+    own = module.STATES[:per_layer]
+    assert module.STATES == tuple(s + ("" if k == 0 else f"_l{k}")
+                                  for k in range(spec.num_layers) for s in own)
+    assert f"h_l{spec.num_layers - 1}_0" in {f"{s}_0" for s in module.STATES}
+    for T, batch in ((1, 1), (6, 3)):
+        report = verify(spec, backend, T=T, batch=batch, seed=T + 1, module=module)
+        assert report.ok and {c.oracle for c in report.checks} == _oracles(spec, True)
+        worst = report.worst()
+        assert set(worst["autograd"]) == _stacked_names(spec, module)
+        assert set(worst["finite_differences"]) == {*module.PARAM_NAMES,
+                                                    *(f"{s}_0" for s in module.STATES)}
+        if "torch.nn" in worst:
+            assert set(worst["torch.nn"]) == set(worst["finite_differences"]) | {"x"}
+        assert max(c.error for c in report.checks if c.oracle != "finite_differences") < 1e-12
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("spec", _stacked_params({Spec(cell="lstm", layout="torch",
+                                                       num_layers=2)}))
+def test_truncated_bptt_and_clipping_of_stacks_match_the_references(spec, backend):
+    for tbptt, clip, clip_value in (((1, 1), None, None), ((2, 3), None, None),
+                                    ((4, 9), None, None), (None, 0.5, None),
+                                    ((3, 5), 1.0, 0.1)):
+        module = _module(spec, backend, tbptt, clip, clip_value)
+        for T in (1, 7, 12):
+            report = verify(spec, backend, T=T, batch=3, tbptt=tbptt, clip=clip,
+                            clip_value=clip_value, module=module)
+            assert report.ok and {c.oracle for c in report.checks} == _oracles(spec, False)
+
+
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
 def test_float32_has_its_own_tolerance(backend):
     assert TOLERANCES["float32"]["autograd"] > TOLERANCES["float64"]["autograd"]
@@ -182,12 +243,13 @@ def test_hypothesis_sizes_and_seeds(H, D, O, T, B, seed, index, bias):  # noqa: 
        B=st.integers(1, 4), seed=st.integers(0, 2**16),
        cell=st.sampled_from(("elman", *GATED_CELLS)),
        layout=st.sampled_from(LAYOUTS), index=st.integers(0, len(HEAD_LOSS_TOPOLOGY) - 1),
-       bias=st.booleans(), backend=st.sampled_from(["numpy", "torch"]))
+       bias=st.booleans(), backend=st.sampled_from(["numpy", "torch"]),
+       layers=st.integers(1, 3))
 def test_hypothesis_cells_sizes_and_seeds(H, D, O, T, B, seed, cell, layout, index, bias,  # noqa: E741
-                                          backend):
+                                          backend, layers):
     head, loss, topology = HEAD_LOSS_TOPOLOGY[index]
     spec = Spec(cell=cell, layout=layout, head=head, loss=loss, topology=topology,
-                hidden_size=H, input_size=D, output_size=O, bias=bias)
+                hidden_size=H, input_size=D, output_size=O, bias=bias, num_layers=layers)
     report = verify(spec, backend, T=T, batch=B, seed=seed, module=_module(spec, backend))
     assert report.ok and {c.oracle for c in report.checks} == _oracles(spec, True)
 
@@ -267,6 +329,45 @@ def test_a_wrong_lstm_state_gradient_is_named(state, monkeypatch):
     assert {c.name for c in report.failures} == {state}
 
 
+@pytest.mark.parametrize("name", ["weight_hh_l1", "bias_ih_l1", "weight_ih", "h_l1_0",
+                                  "c_l1_0", "delta_h", "delta_c_l1", "delta"])
+def test_a_wrong_gradient_of_a_stack_is_named(name):
+    """A gradient of one layer off by 0.1%: only that one fails, under its own name."""
+    spec = Spec(cell="lstm", layout="torch", num_layers=2)
+    real = _module(spec, "numpy")
+
+    def backward(params, cache, input_grad=False):
+        grads = real.backward(params, cache, input_grad=input_grad)
+        grads[name] = grads[name] * 1.001
+        return grads
+
+    fake = types.SimpleNamespace(PARAM_SHAPES=real.PARAM_SHAPES, forward=real.forward,
+                                 backward=backward)
+    report = verify(spec, T=5, batch=2, module=fake, raise_exception=False)
+    assert {c.name for c in report.failures} == {name}
+    want = {"autograd"} if name.startswith("delta") else _oracles(spec, True)
+    assert {c.oracle for c in report.failures} == want
+
+
+def test_a_layer_swap_is_caught():
+    """The generated gradients of layer 1 returned for layer 0 and back: the reference
+    stacks layers in order (x feeds layer 0, the head reads the top)."""
+    spec = Spec(cell="gru", layout="torch", num_layers=2, hidden_size=3, input_size=3)
+    real = _module(spec, "numpy")
+
+    def backward(params, cache, input_grad=False):
+        grads = real.backward(params, cache, input_grad=input_grad)
+        for stack in ("weight_hh", "bias_hh"):
+            grads[stack], grads[f"{stack}_l1"] = grads[f"{stack}_l1"], grads[stack]
+        return grads
+
+    fake = types.SimpleNamespace(PARAM_SHAPES=real.PARAM_SHAPES, forward=real.forward,
+                                 backward=backward)
+    report = verify(spec, T=5, batch=2, module=fake, raise_exception=False)
+    assert {"weight_hh", "weight_hh_l1"} <= {c.name for c in report.failures}
+    assert {c.oracle for c in report.failures} == _oracles(spec, True)
+
+
 # ------------------------------------------------------------------ CLI
 
 
@@ -299,6 +400,41 @@ def test_cli_verify_gated_cells(args):
     assert ("c_0" in errors["autograd"]) == (cell == "lstm")
     text = CliRunner().invoke(cli, ["verify", "--T", "4", *args])
     assert text.exit_code == 0 and text.output.rstrip().endswith("ok"), text.output
+
+
+@pytest.mark.parametrize("args", [["--cell", "lstm", "--layout", "torch"], ["--cell", "gru_v1"],
+                                  ["--cell", "elman", "--layout", "torch", "--tbptt", "2,3"]])
+def test_cli_verify_stacked(args):
+    result = CliRunner().invoke(cli, ["verify", "--T", "4", "--batch", "2", "--json",
+                                      "--num-layers", "2", *args])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["ok"] and data["spec"]["num_layers"] == 2
+    errors = data["max_relative_error"]
+    assert {"h_0", "h_l1_0", "delta_h", "delta"} <= set(errors["autograd"])
+    assert ("torch.nn" in errors) == ("torch" in args and args[1] != "gru_v1")
+    if "torch.nn" in errors:
+        assert {"weight_hh_l1", "h_l1_0", "x"} <= set(errors["torch.nn"])
+
+
+def _gflop(*args: str) -> int:
+    """The work verify's CLI estimates for ``args`` (refused at --max-gflop 1)."""
+    result = CliRunner().invoke(cli, ["verify", "--max-gflop", "1", *args])
+    assert result.exit_code != 0
+    match = re.search(r"needs about (\d+) GFLOP, above --max-gflop 1", result.output)
+    assert match, result.output
+    return int(match.group(1))
+
+
+def test_cli_verify_cost_scales_with_num_layers():
+    """Each layer costs at least one single-layer run (those above read H-wide inputs)."""
+    args = ["--cell", "lstm", "--hidden-size", "256"]
+    one = _gflop(*args)
+    counts = {n: _gflop(*args, "--num-layers", str(n)) for n in (2, 4, 8)}
+    assert one < counts[2] < counts[4] < counts[8]
+    assert all(counts[n] >= n * one - n for n in counts)
+    assert "2 layers" in CliRunner().invoke(cli, ["verify", "--max-gflop", "1", *args,
+                                                  "--num-layers", "2"]).output
 
 
 def test_cli_verify_gated_cell_exits_nonzero_on_mismatch(monkeypatch):
