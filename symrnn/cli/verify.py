@@ -91,13 +91,16 @@ def _print_report(report, T: int) -> None:
     click.echo(f"verify {describe_spec(report.spec)}; backend {report.backend}, T={T}, "
                f"batch={report.batch}, {report.dtype}")
     worst = report.worst()
-    width = max((len(n) for errors in worst.values() for n in errors), default=6)
+    def label(name: str) -> str:  # delta, delta_c, ... are adjoints already
+        return name if name.startswith("delta") else f"dL/d{name}"
+
+    width = max((len(label(n)) for errors in worst.values() for n in errors), default=6)
     for oracle, errors in worst.items():
         tol = TOLERANCES[report.dtype][oracle]
         click.echo(f"  {oracle} (tolerance {tol:g}):")
         for name, err in errors.items():
             mark = "ok" if err <= tol else "MISMATCH"
-            click.echo(f"    dL/d{name:<{width}} max relative error {err:.3e}  {mark}")
+            click.echo(f"    {label(name):<{width}} max relative error {err:.3e}  {mark}")
     for failure in report.failures:
         click.echo(failure.message(T), err=True)
     click.echo("ok" if report.ok else "FAILED")
