@@ -221,3 +221,17 @@ def test_non_finite_numbers_are_findings_not_crashes():
     assert saturated.predicted_rate == -math.inf and saturated.bound_rate == -math.inf
     assert saturated.measured_regime == "vanishing" and saturated.verdict == "confirmed"
     assert claim(-math.inf, -0.4).startswith("refuted") and claim(math.nan, -0.4) != ""
+
+
+def test_stacked_cells_get_parameters_of_their_own_shapes():
+    """A stack's upper layers read the h below (H columns): the drawn weights fit the module."""
+    import numpy as np
+
+    from symrnn.codegen import compile as compile_module
+    from symrnn.regimes import gated
+
+    spec = gated.cell_spec(Spec(cell="lstm", num_layers=2, hidden_size=4, input_size=3),
+                           "lstm")
+    params = gated.cell_params(spec, "orthogonal", 1.0, np.random.default_rng(0))
+    shapes = compile_module(spec, "numpy").PARAM_SHAPES
+    assert {k: v.shape for k, v in params.items()} == {k: tuple(s) for k, s in shapes.items()}

@@ -166,15 +166,16 @@ def cell_spec(spec: Spec, cell: str, hidden_size: int | None = None) -> Spec:
 def cell_params(spec: Spec, family: str, scale: float, rng: np.random.Generator) -> dict:
     """Every parameter of ``spec``'s network, drawn by its shape (module docstring)."""
     net = network(spec)
-    H, D, n_out = spec.hidden_size, spec.input_size, spec.output_size
+    H, n_out = spec.hidden_size, spec.output_size
     params = {}
     for p in net.param_defs:
         if p.is_bias:
             params[p.name] = np.zeros(int(net.params[p.name].shape[0]))
         elif p.shape == ("H", "H"):
             params[p.name] = make_recurrent(family, H, scale, rng)
-        elif p.shape == ("H", "D"):
-            params[p.name] = rng.standard_normal((H, D)) / np.sqrt(D)
+        elif p.shape == ("H", "D"):  # a stacked layer's input is the h below: H columns
+            cols = int(net.params[p.name].shape[1])
+            params[p.name] = rng.standard_normal((H, cols)) / np.sqrt(cols)
         else:
             params[p.name] = rng.standard_normal((n_out, H)) / np.sqrt(H)
     return params
