@@ -37,7 +37,10 @@ layer N(0, 0.5²), targets matched to the head.
 
 The error of a parameter is max_i |generated_i − reference_i| divided by
 max(max_i |reference_i|, 1e-3 · the largest reference entry over all
-parameters): a relative error that stays meaningful for all-zero gradients.
+parameters): a relative error that stays meaningful for all-zero gradients.  For finite
+differences the divisor is also at least their resolution over the tolerance, the
+resolution being the rounding error of a central difference, 10·ε·max(|L|, 1)/h
+(h = 1e-5): below it the numerical estimate cannot tell two gradients apart.
 float64 is the default because the comparison is then limited by the maths,
 not by rounding; float32 has its own looser table.  A failure raises
 :class:`VerificationError` naming the parameter, the entry and both values
@@ -518,8 +521,11 @@ def _finite_max(a: np.ndarray) -> float:
     return float(a[np.isfinite(a)].max(initial=0.0))
 
 
-def _compare(oracle: str, gen: dict, ref: dict, tol: float) -> list[Check]:
-    floor = 1e-3 * max(_finite_max(r) for r in ref.values())
+def _compare(oracle: str, gen: dict, ref: dict, tol: float,
+             resolution: float = 0.0) -> list[Check]:
+    """``resolution``: the smallest absolute difference the oracle can tell apart (finite
+    differences: their rounding error); no scale goes below resolution / tol."""
+    floor = max(1e-3 * max(_finite_max(r) for r in ref.values()), resolution / tol)
     checks = []
     for name in ref:
         g, r = np.asarray(gen[name], dtype=np.float64), np.asarray(ref[name])
@@ -592,7 +598,10 @@ def _finite_differences(module, backend, spec, params, x, y, states0, grads,
     for name, value in inputs.items():
         numerical[name], analytical[name] = _fd_estimate(
             lambda v, name=name: loss_at(name, v), value, grads[name], entrywise_max, rng)
-    return _compare("finite_differences", analytical, numerical, tol)
+    # a central difference of L in float64 carries a rounding error of about ε·|L|/h
+    loss = abs(loss_at(next(iter(params)), params[next(iter(params))]))
+    resolution = 10 * np.finfo(np.float64).eps * max(loss, 1.0) / _EPS
+    return _compare("finite_differences", analytical, numerical, tol, resolution)
 
 
 def _reference_checks(spec: Spec, params, x, y, states0, grads, tol: dict, options: dict,
