@@ -228,14 +228,7 @@ def check_agreement(results: dict, reference: dict, dtype: str) -> None:
 def run_config(cfg, dtype: str, quick: bool, gemm: float) -> dict:
     B, D, H, O, T = cfg  # noqa: E741
     spec = Spec(hidden_size=H, input_size=D, output_size=O)
-    gen_np, gen_t = symrnn_compile(spec, "numpy"), symrnn_compile(spec, "torch")
-    rng = np.random.default_rng(0)
-    p = {n: (rng.normal(size=s) / np.sqrt(s[-1])).astype(dtype)
-         for n, s in gen_np.PARAM_SHAPES.items()}
-    x = rng.normal(size=(B, T, D)).astype(dtype)
-    y = rng.normal(size=(B, T, O)).astype(dtype)
-    pt = {k: torch.from_numpy(v) for k, v in p.items()}
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    gen_np, gen_t, (p, x, y), (pt, xt, yt) = gated_module().problem(spec, cfg, dtype)
     rnn = TorchRNN(pt, getattr(torch, dtype))
     methods = {
         "autograd-loop": lambda: autograd_loop(pt, xt, yt),
@@ -317,9 +310,16 @@ def run_elman(dtypes: list[str], configs: list, quick: bool) -> str:
             + tbptt_memory(dtypes[0]) + "\n```")
 
 
-def run_gated(cell: str, dtypes: list[str], configs: list, quick: bool) -> str:
+def gated_module():
+    """The gated-cell benchmark module next to this file (it imports JAX only on demand)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import bench_gated
+    import bench_gated as module
+
+    return module
+
+
+def run_gated(cell: str, dtypes: list[str], configs: list, quick: bool) -> str:
+    bench_gated = gated_module()
 
     with_jax = bench_gated.jax_available()
     note = None if with_jax else ("jax not importable: JAX column omitted "

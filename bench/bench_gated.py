@@ -158,18 +158,26 @@ def _set_x64(dtype: str) -> None:
 # ------------------------------------------------------------------ methods
 
 
-def build_methods(cell: str, cfg, dtype: str, with_jax: bool):
-    """(methods, param names): each method () -> (loss, grads) on the same data and weights."""
+def problem(spec: Spec, cfg, dtype: str):
+    """One config's generated modules and data, as NumPy and as torch (shared memory):
+    (gen_np, gen_t, (p, x, y), (pt, xt, yt)); weights N(0, 1/fan_in), seed 0."""
     B, D, H, O, T = cfg  # noqa: E741
-    spec = Spec(cell=cell, layout="torch", hidden_size=H, input_size=D, output_size=O)
     gen_np, gen_t = symrnn_compile(spec, "numpy"), symrnn_compile(spec, "torch")
     rng = np.random.default_rng(0)
     p = {n: (rng.normal(size=s) / np.sqrt(s[-1])).astype(dtype)
          for n, s in gen_np.PARAM_SHAPES.items()}
     x = rng.normal(size=(B, T, D)).astype(dtype)
     y = rng.normal(size=(B, T, O)).astype(dtype)
-    pt = {k: torch.from_numpy(v) for k, v in p.items()}
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    torch_side = ({k: torch.from_numpy(v) for k, v in p.items()}, torch.from_numpy(x),
+                  torch.from_numpy(y))
+    return gen_np, gen_t, (p, x, y), torch_side
+
+
+def build_methods(cell: str, cfg, dtype: str, with_jax: bool):
+    """(methods, param names): each method () -> (loss, grads) on the same data and weights."""
+    B, D, H, O, T = cfg  # noqa: E741
+    spec = Spec(cell=cell, layout="torch", hidden_size=H, input_size=D, output_size=O)
+    gen_np, gen_t, (p, x, y), (pt, xt, yt) = problem(spec, cfg, dtype)
     methods = {
         "gen-numpy": lambda: gen_np.loss_and_grad(p, x, y),
         "gen-torch": lambda: gen_t.loss_and_grad(pt, xt, yt),

@@ -121,13 +121,17 @@ class StepPlan:
 
     def stored(self) -> list[str]:
         """Bases of the forward values that the reverse pass reads (besides the states)."""
+        return list(self._stored)
+
+    @functools.cached_property
+    def _stored(self) -> tuple[str, ...]:
         exprs = [v for _, v in self.definitions] + list(self.carries.values()) + \
             list(self.summands.values()) + [v for _, v in self.factors] + [self.input_adjoint]
         skip = self.adjoint_bases | {base_of(f) for f, _ in self.factors} | {"x"} | set(
             self.states)
         bases = {base_of(s) for e in exprs if e is not None for s in e.atoms(MatrixSymbol)}
         order = [base_of(eq.lhs) for eq in self.equations]
-        return [b for b in order if b in bases and b not in skip]
+        return tuple(b for b in order if b in bases and b not in skip)
 
 
 # ------------------------------------------------------------------ products
