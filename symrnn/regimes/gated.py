@@ -59,7 +59,7 @@ from symrnn.regimes.measure import fit_rate, log_norms
 from symrnn.regimes.network import INPUT_SCALE, kernel, random_sequence, regime_spec
 from symrnn.regimes.stepper import CellStep, Trajectory, with_carry_bias
 from symrnn.regimes.sweep import ATOL, RTOL, Backend
-from symrnn.spec import Spec
+from symrnn.spec import CELLS, Spec
 
 __all__ = [
     "FIT_SKIP", "COMPARE_CELLS", "CARRY_BIASES", "COMPARE_T", "COMPARE_SEEDS", "COMPARE_SCALE",
@@ -70,7 +70,7 @@ __all__ = [
 
 FIT_SKIP = 0.1
 """Fraction of the lags skipped before fitting (and before averaging the predictions)."""
-COMPARE_CELLS = ("elman", "lstm", "gru", "gru_v1")
+COMPARE_CELLS = CELLS  # every cell the spec knows
 CARRY_BIASES = (0.0, 1.0, 3.0)
 COMPARE_T = 100
 COMPARE_SEEDS = 3
