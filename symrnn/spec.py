@@ -25,7 +25,19 @@ per gate, and generated code takes torch's stacked weight_ih, weight_hh, bias_ih
 bias_hh; see :attr:`symrnn.engine.cells.CellDef.stacks`).
 
 Topologies: ``many_to_many`` puts a loss at every step, ``many_to_one`` at
-the last step only.
+the last step only; ``one_to_many`` reads one input x_1 and puts a loss at every step,
+its later inputs set by ``feed``: ``zeros`` (x_t = 0 for t ≥ 2), ``repeat`` (x_t = x_1)
+or ``feedback`` (x_t = ŷ_{t−1}, free running: the gradient flows back through the fed
+output, so D = O); ``encoder_decoder`` runs an encoder over x_1..x_{T_x} (no loss) whose
+final states (h, and c for LSTM) are the initial states of a decoder with its own
+parameters (suffix ``_dec``), which reads the previous targets y_0..y_{T_y−1} (teacher
+forcing, given as data: y_0 is the start vector) and carries the loss on y_1..y_{T_y}.
+
+``bidirectional`` adds a reverse recurrence over the same inputs (t = T..1) with its own
+parameters (torch's suffix ``_reverse``: W_hh_reverse, h_reverse); the head and the next
+layer read the concatenation [h_t; h_reverse_t], written as a sum over column blocks,
+W [h; h_reverse] = W h + W_rev h_reverse (W_hy_rev, W_xi_rev_l1: the columns of torch's
+weight that multiply the reverse half).
 """
 
 from __future__ import annotations
@@ -50,6 +62,7 @@ __all__ = [
     "LOSSES",
     "TOPOLOGIES",
     "LAYOUTS",
+    "FEEDS",
     "check_T",
     "load_spec",
 ]
@@ -58,7 +71,8 @@ CELLS = ("elman", "lstm", "gru", "gru_v1")
 LAYOUTS = ("notes", "torch")
 HEADS = ("identity", "sigmoid", "softmax")
 LOSSES = ("mse", "cross_entropy")
-TOPOLOGIES = ("many_to_many", "many_to_one")
+TOPOLOGIES = ("many_to_many", "many_to_one", "one_to_many", "encoder_decoder")
+FEEDS = ("zeros", "repeat", "feedback")
 
 _SIZE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
 _CHOICES = {
@@ -68,6 +82,7 @@ _CHOICES = {
     "loss": LOSSES,
     "topology": TOPOLOGIES,
     "layout": LAYOUTS,
+    "feed": FEEDS,
 }
 _SIZES = ("hidden_size", "input_size", "output_size")
 MAX_LAYERS = 8
@@ -100,6 +115,10 @@ class Spec:
     """Stacked layers: layer l's input at step t is layer l−1's h_t; the head reads the top
     layer.  Layer 0 keeps the single-layer names, layer l ≥ 1 adds ``_l{l}`` (W_hh_l1,
     h_l1, weight_hh_l1 as in torch)."""
+    bidirectional: bool = False
+    """A reverse recurrence per layer besides the forward one (torch's bidirectional=True)."""
+    feed: str = "zeros"
+    """one_to_many only: the inputs after x_1 ('zeros', 'repeat' or 'feedback')."""
 
     def __post_init__(self) -> None:
         for field, allowed in _CHOICES.items():
@@ -117,6 +136,7 @@ class Spec:
                 or not 1 <= self.num_layers <= MAX_LAYERS:
             raise SpecError(f"num_layers must be an integer from 1 to {MAX_LAYERS}, "
                             f"got {self.num_layers!r}")
+        self._check_architecture()
         if self.loss == "cross_entropy" and self.head != "softmax":
             raise SpecError(
                 f"loss 'cross_entropy' needs head 'softmax', got head {self.head!r} "
@@ -127,6 +147,24 @@ class Spec:
                 f"cell {self.cell!r} uses sigmoid gates and a tanh candidate; "
                 f"activation must be 'tanh', got {self.activation!r}"
             )
+
+    def _check_architecture(self) -> None:
+        if not isinstance(self.bidirectional, bool):
+            raise SpecError(f"bidirectional must be true or false, got {self.bidirectional!r}")
+        if self.feed != "zeros" and self.topology != "one_to_many":
+            raise SpecError(f"feed {self.feed!r} applies to topology 'one_to_many' only "
+                            f"(got topology {self.topology!r})")
+        if self.feed == "feedback" and self.bidirectional:
+            raise SpecError("feed 'feedback' with bidirectional: the reverse recurrence "
+                            "would need the outputs of steps it precedes (x_t = ŷ_{t-1}); "
+                            "use a unidirectional network, or feed 'zeros' or 'repeat'")
+        if self.feed == "feedback" and self.input_size != self.output_size:
+            raise SpecError(f"feed 'feedback' feeds ŷ_t back as x_(t+1), so input_size must "
+                            f"equal output_size; got {self.input_size} and {self.output_size}")
+        if self.topology == "encoder_decoder" and self.bidirectional:
+            raise SpecError("encoder_decoder with a bidirectional encoder: its final state "
+                            "[h; h_reverse] is 2H wide and the decoder's H wide; not "
+                            "supported (use a unidirectional encoder)")
 
     @property
     def is_concrete(self) -> bool:

@@ -230,26 +230,23 @@ def _drop_recurrent_bias(mp) -> None:
 
 
 def _stack_input(wrong: str) -> Callable:
-    """Network._cell_equations with layer l ≥ 1 reading the wrong input: 'x' (x_t, which
+    """Network.layer_equations with layer l ≥ 1 reading the wrong input: 'x' (x_t, which
     needs input size = hidden size to fit the H×H weights) or 'previous' (layer l−1's
     h_{t−1}, from ``prev``, instead of its h_t)."""
+    original = graph.Network.layer_equations
 
-    def _cell_equations(self, time, prev):
-        out = []
-        for layer in self.layers:
-            if layer.input == "x" or wrong == "x":
-                x = timed("x", time, self.sizes.D)  # the break (layers above 0)
-            else:
-                x = prev[layer.input]  # the break: h_{t-1} of the layer below
-            own = dict(zip(self.cell.states, (prev[s] for s in layer.states), strict=True))
-            builder = cells.StepBuilder(time=time, prev=own, x=x, params=layer.params,
-                                        activation=self.spec.activation, suffix=layer.suffix)
-            self.cell.step(builder)
-            out += [graph.Equation(lhs, rhs, "cell", time) for lhs, rhs in builder.equations]
-        return out
+    def layer_equations(self, layer, time, prev):
+        if layer.input == "x":
+            return original(self, layer, time, prev)
+        x = timed("x", time, self.sizes.D) if wrong == "x" else prev[layer.input]  # the break
+        own = dict(zip(self.cell.states, (prev[s] for s in layer.states), strict=True))
+        builder = cells.StepBuilder(time=time, prev=own, x=x, params=layer.params,
+                                    activation=self.spec.activation, suffix=layer.suffix)
+        self.cell.step(builder)
+        return [graph.Equation(lhs, rhs, "cell", time) for lhs, rhs in builder.equations]
 
     def apply(mp) -> None:
-        mp.setattr(graph.Network, "_cell_equations", _cell_equations)
+        mp.setattr(graph.Network, "layer_equations", layer_equations)
 
     return apply
 
@@ -362,7 +359,7 @@ MUTATIONS: tuple[Mutation, ...] = (
              expect=(("forward c_1", (0, 0)), ("b_hi", (0, 0)), ("b_ho", (0, 0)),
                      ("b_xf", (0, 0)))),
     Mutation("stack-layer-reads-input",
-             "Network._cell_equations: layer 1 of a 2-layer stack reads x_t instead of "
+             "Network.layer_equations: layer 1 of a 2-layer stack reads x_t instead of "
              "layer 0's h_t (input size = hidden size, so the shapes fit)",
              _stack_input("x"), None,
              Spec(hidden_size=2, input_size=2, output_size=1, num_layers=2),
@@ -370,7 +367,7 @@ MUTATIONS: tuple[Mutation, ...] = (
                      ("W_hh", (0, 0)), ("h_0", (1, 0))),
              untouched=("forward h_1", "forward h_2")),
     Mutation("stack-layer-reads-previous-step",
-             "Network._cell_equations: layer 1 of a 2-layer LSTM stack reads layer 0's "
+             "Network.layer_equations: layer 1 of a 2-layer LSTM stack reads layer 0's "
              "h_{t-1} instead of its h_t (the cross-layer path moved out of step t)",
              _stack_input("previous"), None,
              Spec(cell="lstm", hidden_size=1, input_size=1, output_size=1, num_layers=2),

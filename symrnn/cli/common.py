@@ -30,7 +30,13 @@ def spec_options(fn: Callable) -> Callable:
     @click.option("--activation", help="tanh | relu | sigmoid | identity")
     @click.option("--head", help="identity | sigmoid | softmax")
     @click.option("--loss", help="mse | cross_entropy")
-    @click.option("--topology", help="many_to_many | many_to_one")
+    @click.option("--topology", help="many_to_many | many_to_one | one_to_many | "
+                                     "encoder_decoder")
+    @click.option("--feed", help="one_to_many: the inputs after x_1, zeros | repeat | "
+                                 "feedback (x_t = yhat_(t-1), needs D = O)")
+    @click.option("--bidirectional", is_flag=True, default=None,
+                  help="Add a reverse recurrence per layer; the head and the next layer "
+                       "read [h_t; h_reverse_t] (torch's bidirectional=True).")
     @click.option("--hidden-size", help="H: a positive integer or a symbol name")
     @click.option("--input-size", help="D: a positive integer or a symbol name")
     @click.option("--output-size", help="O: a positive integer or a symbol name")
@@ -45,12 +51,13 @@ def spec_options(fn: Callable) -> Callable:
                   help="Refuse hidden/input/output sizes above this.")
     @functools.wraps(fn)
     def wrapper(*args, spec_file, cell, activation, head, loss, topology, hidden_size,
-                input_size, output_size, layout, num_layers, no_bias, max_size, **kwargs):
+                input_size, output_size, layout, num_layers, no_bias, max_size, feed,
+                bidirectional, **kwargs):
         spec = load_spec(
             spec_file, cell=cell, activation=activation, head=head, loss=loss,
             topology=topology, hidden_size=hidden_size, input_size=input_size,
             output_size=output_size, layout=layout, num_layers=num_layers,
-            bias=False if no_bias else None,
+            bias=False if no_bias else None, feed=feed, bidirectional=bidirectional,
         )
         check_sizes(spec, max_size)
         return fn(*args, spec=spec, **kwargs)
@@ -110,5 +117,8 @@ def describe_spec(spec: Spec) -> str:
     sizes = f"H={spec.hidden_size}, D={spec.input_size}, O={spec.output_size}"
     bias = "" if spec.bias else ", no bias"
     layout = ", torch layout" if spec.layout == "torch" else ""
+    layers = f", {spec.num_layers} layers" if spec.num_layers > 1 else ""
+    both = ", bidirectional" if spec.bidirectional else ""
+    feed = f" (feed {spec.feed})" if spec.topology == "one_to_many" else ""
     return (f"{spec.cell} {spec.activation}, head {spec.head}, loss {spec.loss}, "
-            f"{spec.topology}, {sizes}{bias}{layout}")
+            f"{spec.topology}{feed}, {sizes}{bias}{layout}{layers}{both}")

@@ -110,12 +110,16 @@ class StepBuilder:
 
     time: object
     prev: dict[str, MatrixSymbol]
-    x: MatrixSymbol
+    x: MatrixSymbol | None
+    """The step's input (None: a zero input, as one_to_many's x_t after t = 1)."""
     params: dict[str, MatrixSymbol]
     activation: str
     equations: list[tuple[MatrixSymbol, MatrixExpr]] = field(default_factory=list)
     suffix: str = ""
     """Appended to every name the step defines (``_l1`` for the second layer of a stack)."""
+    more_inputs: tuple[tuple[MatrixSymbol, str], ...] = ()
+    """Further column blocks of a concatenated input [x; v]: (v, tag), read by the input
+    weights named with ``tag`` (W_xi_rev for a bidirectional layer below's h_reverse)."""
 
     def let(self, name: str, rhs: MatrixExpr) -> MatrixSymbol:
         lhs = timed(name + self.suffix, self.time, *rhs.shape)
@@ -126,14 +130,19 @@ class StepBuilder:
         """A parameter symbol; None for a bias when the spec has no biases."""
         return self.params.get(name)
 
-    def affine(self, gate: str, h_in, x_in=None):
+    def affine(self, gate: str, h_in):
         """W_h{gate} h + W_x{gate} x + the gate's bias(es) (the usual pre-activation)."""
         return add(
             matmul(self.p(f"W_h{gate}"), h_in),
-            matmul(self.p(f"W_x{gate}"), self.x if x_in is None else x_in),
+            self.input_product(f"W_x{gate}"),
             self.input_bias(gate),
             self.p(f"b_h{gate}") if f"b_x{gate}" in self.params else None,
         )
+
+    def input_product(self, weight: str):
+        """W x for an input weight W: Σ over the input's column blocks (W x + W_rev v)."""
+        return add(matmul(self.p(weight), self.x),
+                   *(matmul(self.p(weight + tag), v) for v, tag in self.more_inputs))
 
     def input_bias(self, gate: str):
         """b_{gate} (one bias per gate) or b_x{gate} (two); None without biases."""
@@ -223,7 +232,7 @@ def _gru_step(b: StepBuilder) -> None:
     r = b.let("r", b.f("sigmoid", b.affine("r", h)))
     u = b.let("u", b.f("sigmoid", b.affine("u", h)))
     recurrent = add(matmul(b.p("W_hn"), h), b.p("b_hn"))
-    n = b.let("n", b.f("tanh", add(matmul(b.p("W_xn"), b.x), b.input_bias("n"),
+    n = b.let("n", b.f("tanh", add(b.input_product("W_xn"), b.input_bias("n"),
                                    hadamard(r, recurrent))))
     _gru_update(b, u, n)
 
@@ -265,9 +274,10 @@ def head_params() -> tuple[ParamDef, ...]:
     return HEAD_PARAMS
 
 
-def head_step(spec: Spec, b: StepBuilder, h: MatrixSymbol, y: MatrixSymbol) -> MatrixSymbol:
-    """z_τ = W_hy h_τ + b_y;  ŷ_τ = g(z_τ);  L_τ = loss.  Returns L_τ."""
-    z = b.let("z", add(matmul(b.p("W_hy"), h), b.p("b_y")))
+def head_step(spec: Spec, b: StepBuilder, y: MatrixSymbol) -> MatrixSymbol:
+    """z_τ = W_hy h_τ + b_y (h_τ: the builder's input, with W_hy_rev h_reverse_τ when
+    bidirectional);  ŷ_τ = g(z_τ);  L_τ = loss.  Returns L_τ."""
+    z = b.let("z", add(b.input_product("W_hy"), b.p("b_y")))
     if spec.head == "softmax":
         yhat = b.let("yhat", Softmax(z))
     else:
