@@ -17,10 +17,13 @@ settings.register_profile("ci", derandomize=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
 
-# Every valid combination of activation × head × loss × topology (32 of them).
+# Every valid combination of activation × head × loss × single-network topology (32 of
+# them); one_to_many and encoder_decoder have suites of their own (test_architectures*).
+SEQUENCE_TOPOLOGIES = tuple(t for t in TOPOLOGIES if t in ("many_to_many", "many_to_one"))
 SPEC_COMBOS = [
     (act, head, loss, topo)
-    for act, head, loss, topo in itertools.product(ACTIVATIONS, HEADS, LOSSES, TOPOLOGIES)
+    for act, head, loss, topo in itertools.product(ACTIVATIONS, HEADS, LOSSES,
+                                                   SEQUENCE_TOPOLOGIES)
     if not (loss == "cross_entropy" and head != "softmax")
 ]
 
