@@ -32,8 +32,9 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from symrnn.codegen.emit import emit
-from symrnn.codegen.lower import Options, lower
+from symrnn.codegen.compose import composed
+from symrnn.codegen.emit import emit, emit_composed
+from symrnn.codegen.lower import Options, check_supported, lower
 from symrnn.codegen.passes import PASSES
 from symrnn.codegen.printer import BACKENDS, backend
 from symrnn.render.files import atomic_write_text
@@ -62,6 +63,10 @@ def _command(spec: Spec, backend_name: str, options: Options) -> str:
         parts.append(f"--layout {spec.layout}")
     if spec.num_layers != 1:
         parts.append(f"--num-layers {spec.num_layers}")
+    if spec.bidirectional:
+        parts.append("--bidirectional")
+    if spec.topology == "one_to_many":
+        parts.append(f"--feed {spec.feed}")
     if options.tbptt is not None:
         parts.append(f"--tbptt {options.tbptt[0]},{options.tbptt[1]}")
     if options.clip is not None:
@@ -82,9 +87,30 @@ def generate(spec: Spec, backend: str = "numpy", tbptt: tuple[int, int] | None =
 
         raise SymrnnError(f"unknown pass {unknown[0]!r}: expected one of {', '.join(PASSES)}")
     options = Options(tuple(tbptt) if tbptt is not None else None, clip, clip_value)
+    if composed(spec):
+        return _generate_composed(spec, target, options, passes, command)
     low = lower(spec, options)
     command = command or _command(spec, target.name, options)
     return emit(low, target, command=command, version=_version(), passes=tuple(passes))
+
+
+def _generate_composed(spec: Spec, target, options: Options, passes, command) -> str:
+    """The module of a bidirectional, encoder–decoder or one_to_many network."""
+    from symrnn.errors import SpecError
+
+    check_supported(spec)
+    if spec.feed == "feedback":
+        raise SpecError("code generation for one_to_many with feed 'feedback' is not "
+                        "available yet (derive, latex and the proof cover it; use feed "
+                        "'zeros' or 'repeat')")
+    if options != Options():
+        raise SpecError(f"truncated BPTT and clipping are generated for one network only, "
+                        f"not for topology {spec.topology!r}"
+                        + (" with bidirectional" if spec.bidirectional else "")
+                        + " (a reverse layer needs the whole sequence)")
+    command = command or _command(spec, target.name, options)
+    return emit_composed(spec, target, command=command, version=_version(),
+                         passes=tuple(passes))
 
 
 def _backend(name: str):

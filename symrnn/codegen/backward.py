@@ -351,7 +351,15 @@ def carries_code(plan: StepPlan, homes: Homes, env, where: str) -> list[ir.Stmt]
                       f"dL/d{s}_(t-1) = {text(plan.carries[s])}") for s in plan.states]
 
 
-def _full_loop(plan: StepPlan, homes: Homes, into: dict) -> list[ir.Stmt]:
+def _final_carries(plan: StepPlan) -> list[ir.Stmt]:
+    """A layer's carries at T: what the caller sends to its last states (``final``)."""
+    adds = tuple(ir.AugAssign(N(carry_name(plan.network, s)), "+",
+                              op("get", N("final"), ir.Str(s))) for s in plan.states)
+    return [ir.If(op("not_none", N("final")), adds)]
+
+
+def _full_loop(plan: StepPlan, homes: Homes, into: dict, layer: bool = False
+               ) -> list[ir.Stmt]:
     net = plan.network
     seeds = {s: Idx(N(delta_name(net, s)), "t - 1") for s in plan.states}
     env = loop_env(plan, homes, "loop", seeds)
@@ -364,6 +372,7 @@ def _full_loop(plan: StepPlan, homes: Homes, into: dict) -> list[ir.Stmt]:
     body += step_code(plan, homes, env, "loop", into) + carries_code(plan, homes, env, "loop")
     init = [ir.Assign(N(carry_name(net, s)), _zeros(N("B"), N("H")),
                       "carry_T = 0 (nothing after step T)") for s in plan.states]
+    init += _final_carries(plan) if layer else []
     return init + [ir.For("t", N("T"), ir.Num(0), -1, tuple(body))]
 
 
@@ -464,6 +473,9 @@ def stack_shape(layout: Layout, stack: str) -> tuple[ir.Node, ...]:
     rows_ = width_code(len(layout.members(stack)))
     if stack.startswith("bias"):
         return (rows_,)
+    cols = next(p.shape[1] for p in layout.net.param_defs if p.name == first)
+    if cols in ("H", "D"):
+        return (rows_, N(cols))
     return (rows_, ir.Num(int(layout.net.params[first].shape[1])))
 
 
@@ -580,12 +592,12 @@ def _head(rec: Recurrence, layout: Layout, last: bool) -> list[ir.Stmt]:
     return out
 
 
-def _reads(plan: StepPlan, rec: Recurrence, layout: Layout) -> list[ir.Stmt]:
+def _reads(plan: StepPlan, rec: Recurrence, layout: Layout, layer: bool) -> list[ir.Stmt]:
     products = stored_products(plan)
     names = [buffer(s) for s in plan.states] + [buffer(b) for b in plan.stored()
                                                  if not b.startswith("p_")]
     names += [buffer(p) for p in sorted(products)] + ["x_all"]
-    names += [CACHE_NAMES[b] for b in head_reads(rec)] + ["T", "B"]
+    names += ([] if layer else [CACHE_NAMES[b] for b in head_reads(rec)]) + ["T", "B"]
     return [ir.Assign(N(n), op("get", N("cache"), ir.Str(n))) for n in dict.fromkeys(names)]
 
 
@@ -613,28 +625,41 @@ def _buffers(plan: StepPlan, homes: Homes) -> list[ir.Stmt]:
     return out
 
 
+def _layer_seed(plan: StepPlan) -> list[ir.Stmt]:
+    """A layer's local part of δ_t: what the caller's layers above and head send."""
+    return [ir.Assign(N("D"), op("get", op("shape", N("x_all")), ir.Num(1)), "input width"),
+            ir.Assign(N(delta_name(plan.network, plan.network.readout)),
+                      op("copy", N("grad_out")), "delta_t, local part from above: (T, B, H)")]
+
+
 def lower_backward(spec: Spec, rec: Recurrence, plan: StepPlan, layout: Layout, last: bool,
-                   tbptt, clip, clip_value) -> tuple[ir.FunctionDef, set[str]]:
+                   tbptt, clip, clip_value, layer: bool = False
+                   ) -> tuple[ir.FunctionDef, set[str]]:
+    """``backward``; ``layer``: ``backward_layer(params, cache, grad_out, final=None)`` of a
+    layer function, seeded with ∂L/∂h_t from above (grad_out, (T, B, H) time-major) and
+    ∂L/∂s_T (final: {'h': (B, H), ...} or None)."""
     net, homes = plan.network, Homes.of(plan, layout)
     into = multiply_into(plan, homes) if tbptt is None else {}
-    body: list[ir.Stmt] = [*unpack_params(layout.module_params()), *_reads(plan, rec, layout)]
+    names = layout.cell_params() if layer else layout.module_params()
+    body: list[ir.Stmt] = [*unpack_params(names), *_reads(plan, rec, layout, layer)]
     body += [ir.Assign(N("dtype"), op("dtype_of", N("HS"))),
              ir.Assign(N("device"), op("device_of", N("HS"))), *layout.build_stacks()]
-    if not last:
-        body.append(ir.Assign(N("h_all"), op("reshape", Idx(N(buffer(net.readout)), "1:"),
-                                             ir.Tuple(TB_H)),
-                              "(T*B, H)"))
-    body += _head(rec, layout, last)
+    if layer:
+        body += _layer_seed(plan)
+    else:
+        if not last:
+            body.append(ir.Assign(N("h_all"), op("reshape", Idx(N(buffer(net.readout)), "1:"),
+                                                 ir.Tuple(TB_H)), "(T*B, H)"))
+        body += _head(rec, layout, last)
     if tbptt is None:
         body += _buffers(plan, homes) + _factors(plan, homes, into)
-        body += _full_loop(plan, homes, into)
+        body += _full_loop(plan, homes, into, layer)
         body += [ir.Assign(N(f"d{s}_0"), N(carry_name(net, s)), f"dL/d{s}_0") for s in plan.states]
     else:
         body += _factors(plan, homes, {}) + _truncated_loop(plan, homes, tbptt)
     body += [s for s in _stacked_views(plan, homes, last) if not (
         isinstance(s.target, ir.Name) and s.target.id == "h_all")]
     body += _stack_grads(plan, homes) + per_gate(layout)
-    names = layout.module_params()
     body += clipping([f"d{n}" for n in names], clip, clip_value)
     items = tuple((n, N(f"d{n}")) for n in names) + tuple(
         (f"{s}_0", N(f"d{s}_0")) for s in plan.states) + tuple(
@@ -645,10 +670,17 @@ def lower_backward(spec: Spec, rec: Recurrence, plan: StepPlan, layout: Layout, 
     body.append(ir.If(N("input_grad"), (ir.Assign(Idx(N("grads"), "'x'"), op("batch_first", dx),
                                                   f"dL/dx_t = {text(plan.input_adjoint)}"),)))
     body.append(ir.Return(N("grads")))
-    states = ", ".join(f"'{s}_0' (B, H)" for s in plan.states)
-    doc = (f"Gradients of the loss: every parameter, {states} and 'delta' (B, T, H),\n"
-           "delta[:, t-1] = dL/dh_t for t = 1..T; with input_grad also 'x' (B, T, D).")
-    fn = ir.FunctionDef("backward", ("params", "cache", "input_grad=False"), doc, tuple(body))
+    fn = _backward_def(plan, body, layer)
     buffers = {carry_name(net, s) for s in plan.states} | set(homes.widths) | {
         f"g{b}" for b in homes.slot_buffers} | {buffer(s) for s in plan.states}
     return fn, buffers
+
+
+def _backward_def(plan: StepPlan, body: list[ir.Stmt], layer: bool) -> ir.FunctionDef:
+    states = ", ".join(f"'{s}_0' (B, H)" for s in plan.states)
+    doc = (f"Gradients of the loss: every parameter, {states} and 'delta' (B, T, H),\n"
+           "delta[:, t-1] = dL/dh_t for t = 1..T; with input_grad also 'x' (B, T, D).")
+    if layer:
+        return ir.FunctionDef("backward_layer", ("params", "cache", "grad_out", "final=None",
+                                                 "input_grad=True"), doc, tuple(body))
+    return ir.FunctionDef("backward", ("params", "cache", "input_grad=False"), doc, tuple(body))

@@ -419,23 +419,33 @@ def state_args(plan: StepPlan) -> tuple[str, ...]:
     return tuple(f"{state_arg(s)}=None" for s in plan.states)
 
 
+def _sizes_of_x() -> list[ir.Stmt]:
+    """A layer's B, T and D, read off its input (one layer function serves any width)."""
+    return [ir.Assign(ir.Tuple((N("B"), N("T"), N("D"))), op("shape", N("x")),
+                      "any input width D")]
+
+
 def lower_forward(spec: Spec, plan: StepPlan, layout: Layout, last: bool,
-                  head_reads: list[str]) -> ir.FunctionDef:
-    """``forward``: the cache holds the states, the stored values and what the head needs."""
+                  head_reads: list[str], layer: bool = False) -> ir.FunctionDef:
+    """``forward``: the cache holds the states, the stored values and what the head needs.
+
+    ``layer``: no head and no loss (``forward_layer(params, x, h0, ...) -> cache``), for a
+    layer of a composed architecture whose outputs feed what the caller puts above."""
     net = plan.network
     stored_products = stored_products_of(plan)
     inits = [N(state_arg(s)) for s in plan.states]
+    check = _sizes_of_x() if layer else [ir.Assign(ir.Tuple((N("B"), N("T"))), op(
+        "call", ir.Str("_check"), N("x"), N("y"), *inits))]
     body: list[ir.Stmt] = [
-        ir.Assign(ir.Tuple((N("B"), N("T"))), op("call", ir.Str("_check"), N("x"), N("y"),
-                                                 *inits)),
+        *check,
         ir.Assign(N("dtype"), op("dtype_of", N("x"))),
         ir.Assign(N("device"), op("device_of", N("x"))),
-        *unpack_params(layout.module_params()),
+        *unpack_params(layout.cell_params() if layer else layout.module_params()),
         *layout.build_stacks(),
         ir.Assign(N("x_all"), op("reshape", op("time_major", N("x")),
                                  ir.Tuple((op("mul", N("T"), N("B")), N("D")))),
                   "x_t stacked over t: (T*B, D)"),
-        *targets(spec, last),
+        *([] if layer else targets(spec, last)),
         *_hoisted(plan, layout),
         *_buffers(plan, layout, stored_products),
         ir.Comment("recurrence: " + "; ".join(f"{e.lhs} = {text(e.rhs)}"
@@ -444,15 +454,21 @@ def lower_forward(spec: Spec, plan: StepPlan, layout: Layout, last: bool,
         ir.For("t", ir.Num(1), op("add", N("T"), ir.Num(1)), 1,
                tuple(step_body(plan, layout))),
     ]
-    body += _head(spec, net, last, layout)
+    body += [] if layer else _head(spec, net, last, layout)
     cache = [(buffer(s), N(buffer(s))) for s in plan.states]
     cache += [(buffer(b), N(buffer(b))) for b in plan.stored() if not b.startswith("p_")]
     cache += [(buffer(n), N(buffer(n))) for n in sorted(stored_products)]
     cache += [(CACHE_NAMES[b], N(CACHE_NAMES[b])) for b in head_reads]
     cache += [("x_all", N("x_all")), ("T", N("T")), ("B", N("B"))]
     body.append(ir.Assign(N("cache"), ir.Dict(tuple(dict(cache).items()))))
-    body.append(ir.Return(ir.Tuple((N("loss"), N("cache")))))
     states = "".join(f"\n{state_arg(s)}: (B, H) or None (zeros)." for s in plan.states)
+    if layer:
+        body.append(ir.Return(N("cache")))
+        doc = ("One layer over x_1..x_T: the cache for backward_layer; cache['HS'][1:] holds\n"
+               f"h_1..h_T (T, B, H).\n\nx: (B, T, D) batch-first, any D.{states}")
+        return ir.FunctionDef("forward_layer", ("params", "x", *state_args(plan)), doc,
+                              tuple(body))
+    body.append(ir.Return(ir.Tuple((N("loss"), N("cache")))))
     doc = ("Loss L (summed over steps and batch) and the cache for backward.\n\n"
            f"x: (B, T, D); y: targets (see the module docstring).{states}")
     return ir.FunctionDef("forward", ("params", "x", "y", *state_args(plan)), doc, tuple(body))

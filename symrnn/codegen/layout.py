@@ -41,9 +41,10 @@ def carry_name(net: Network, state: str) -> str:
 
 
 def state_arg(state: str) -> str:
-    """The argument holding a state's initial value: h → h0, c_l1 → c0_l1."""
-    base, sep, layer = state.partition("_l")
-    return f"{base}0{sep}{layer}"
+    """The argument holding a state's initial value: h → h0, c_l1 → c0_l1, h_reverse →
+    h0_reverse."""
+    base, sep, rest = state.partition("_")
+    return f"{base}0{sep}{rest}"
 
 
 def _rows(first: int, stop: int, H: int, total: int) -> str | None:
@@ -80,6 +81,10 @@ class Layout:
         if self.torch:
             return [s for s in self.net.stacks if self.present(s)] + head
         return [n for n in self.net.params if n not in HEAD] + head
+
+    def cell_params(self) -> list[str]:
+        """PARAM_NAMES without the head: what a layer function takes."""
+        return [n for n in self.module_params() if n not in HEAD]
 
     def stack_code(self, stack: str) -> ir.Node:
         """The stacked tensor as code reads it (a name)."""

@@ -74,7 +74,9 @@ def check_supported(spec: Spec) -> None:
         )
 
 
-def lower(spec: Spec, options: Options | None = None) -> Lowered:
+def lower(spec: Spec, options: Options | None = None, *, layer: bool = False) -> Lowered:
+    """``layer``: the layer functions (no head; seeded from above), see
+    :mod:`symrnn.codegen.compose`."""
     options = options or Options()
     check_supported(spec)
     rec = derive(spec).recurrence
@@ -82,8 +84,8 @@ def lower(spec: Spec, options: Options | None = None) -> Lowered:
     layout = Layout(step)
     last = spec.topology == "many_to_one"
     backward, buffers = lower_backward(spec, rec, step, layout, last, options.tbptt,
-                                       options.clip, options.clip_value)
-    forward = lower_forward(spec, step, layout, last, head_reads(rec))
+                                       options.clip, options.clip_value, layer)
+    forward = lower_forward(spec, step, layout, last, [] if layer else head_reads(rec), layer)
     buffers |= {buffer(s) for s in step.states} | {buffer(b) for b in step.stored()}
     buffers |= {buffer(p) for p in stored_products(step)} | {buffer(p.base)
                                                              for p in packs(step, layout)}

@@ -41,6 +41,7 @@ _BIN = {
     "T": ("{0}.T", ATOM, (ATOM,)),
     "reshape": ("{0}.reshape({1})", ATOM, (ATOM, 0)),
     "float": ("float({0})", ATOM, (0,)),
+    "shape": ("tuple({0}.shape)", ATOM, (0,)),
     "check": ("_check({0}, {1}, {2})", ATOM, (0, 0, 0)),
 }
 
@@ -152,6 +153,7 @@ NUMPY = Backend(
         "dtype_of": "{0}.dtype",
         "device_of": "_device({0})",
         "zeros_like": "np.zeros_like({0})",
+        "copy": "{0}.copy()",
         "cast": ("np.asarray({0}, dtype={1})", 3),
     } | _elementwise("numpy")),
     _NP_HELPERS + "".join(row.numpy_helper for row in ELEMENTWISE.values()),
@@ -185,6 +187,7 @@ TORCH = Backend(
         "dtype_of": "{0}.dtype",
         "device_of": "{0}.device",
         "zeros_like": "torch.zeros_like({0})",
+        "copy": "{0}.clone()",
         "cast": "torch.as_tensor({0}, dtype={1}, device={2})",
     } | _elementwise("torch")),
     _TORCH_HELPERS + "".join(row.torch_helper for row in ELEMENTWISE.values()),
