@@ -279,7 +279,9 @@ def forward(params, x, y, *initial_states, y0=None):
             if where == "":
                 for s in CELL_STATES:
                     context[s + "_dec" + suffix] = caches[suffix][s.upper() + "S"][-1]
-        start = y0 if y0 is not None else {zeros}((x.shape[0], OUT), dtype=x.dtype{device})
+        start = y0
+        if start is None:
+            start = {zeros}((x.shape[0], OUT), dtype=x.dtype{device})
         teacher = {cat}([start.reshape((x.shape[0], 1, OUT)), y[:, :-1]], {axis}=1)
         top = _run_stage(params, "_dec", teacher, context, caches)
     rows = top[:, -1] if TOPOLOGY == "many_to_one" else top.reshape((-1, top.shape[2]))
@@ -417,7 +419,7 @@ def constants(spec: Spec, net: Network, kernel: Layout, kernel_shapes: dict) -> 
         _lines("PARAM_SHAPES", shapes),
         "PARAM_NAMES = tuple(PARAM_SHAPES)",
         f"STATES = {tuple(free)!r}",
-        f"STATE_ARGS = {tuple(state_arg(s) for s in free)!r}",
+        "STATE_ARGS = (\n" + "".join(f"    {state_arg(s)!r},\n" for s in free) + ")",
         f"CELL_STATES = {tuple(net.cell.states)!r}",
         "LAYERS = (  # (suffix, direction, layer, stage) in forward order\n" + layers + ")",
         "# layer -> layer-function parameter -> ((module parameter, columns or None), ...)",

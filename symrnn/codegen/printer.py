@@ -366,14 +366,29 @@ def wrap_code(pad: str, line: str, width: int) -> list[str]:
     """A long ``target = value`` line as ``target = (`` … ``)`` broken at the shallowest
     operators and commas that make every piece fit."""
     match = _ASSIGN.search(line)
-    if len(pad) + len(line) <= width or match is None:
+    if len(pad) + len(line) <= width:
         return [pad + line]
+    if match is None:
+        return _wrap_call(pad, line, width)
     head, value = line[:match.end()].rstrip(), line[match.end():]
     inner = pad + "    "
     for level in range(0, 4):
         lines = _fill(_split_at(value, _breaks(value, level)), inner, width)
         if all(len(x) <= width for x in lines):
             return [f"{pad}{head} ("] + lines + [pad + ")"]
+    return [pad + line]
+
+
+def _wrap_call(pad: str, line: str, width: int) -> list[str]:
+    """A long call statement ``f(a, b, out=c)`` broken after ``f(`` at its commas."""
+    start = line.find("(")
+    if start < 0 or not line.endswith(")"):
+        return [pad + line]
+    args = line[start + 1:-1]
+    for level in range(0, 4):
+        lines = _fill(_split_at(args, _breaks(args, level)), pad + "    ", width)
+        if all(len(x) <= width for x in lines):
+            return [pad + line[:start + 1]] + lines + [pad + ")"]
     return [pad + line]
 
 
