@@ -473,10 +473,12 @@ def stack_shape(layout: Layout, stack: str) -> tuple[ir.Node, ...]:
     rows_ = width_code(len(layout.members(stack)))
     if stack.startswith("bias"):
         return (rows_,)
-    cols = next(p.shape[1] for p in layout.net.param_defs if p.name == first)
-    if cols in ("H", "D"):
-        return (rows_, N(cols))
-    return (rows_, ir.Num(int(layout.net.params[first].shape[1])))
+    net = layout.net
+    reads_x = {sym.name for sym in net.layers[0].params.values()} if \
+        net.layers[0].input == "x" else set()
+    if first in reads_x and net.params[first].shape[1] == net.sizes.D:
+        return (rows_, N("D"))  # the input width: a layer function reads any
+    return (rows_, ir.Num(int(net.params[first].shape[1])))
 
 
 def grad_name(layout: Layout, stack: str) -> str:
