@@ -208,25 +208,30 @@ def _reference(spec: Spec, p: dict, x, y, T_in: int, T_out: int):
             feeds = [x[b][:, None]] + [x[b][:, None] if spec.feed == "repeat" else None
                                        for _ in range(T_out - 1)]
             sfx = ""
-        for t, inp in enumerate(feeds):
+        for t in range(T_out):
+            inp = feeds[t] if spec.feed != "feedback" or t == 0 else steps[-1]
             h, c = _step(spec.cell, p, sfx, h, c, inp)
-            steps.append(p["W_hy"] @ h + p["b_y"])
+            z = p["W_hy"] @ h + p["b_y"]
+            steps.append(torch.sigmoid(z) if spec.head == "sigmoid" else z)
             loss = loss + 0.5 * ((steps[-1][:, 0] - y[b, t]) ** 2).sum()
     return loss
 
 
 @pytest.mark.parametrize("cell", ["elman", "lstm", "gru"])
-@pytest.mark.parametrize("topology,feed", [("encoder_decoder", "zeros"),
-                                           ("one_to_many", "zeros"), ("one_to_many", "repeat")])
-def test_encoder_decoder_and_one_to_many_equal_autograd(cell, topology, feed):
-    spec = Spec(cell=cell, topology=topology, feed=feed, hidden_size=H, input_size=D,
-                output_size=O)
+@pytest.mark.parametrize("topology,feed,head", [
+    ("encoder_decoder", "zeros", "identity"), ("one_to_many", "zeros", "identity"),
+    ("one_to_many", "repeat", "identity"), ("one_to_many", "feedback", "identity"),
+    ("one_to_many", "feedback", "sigmoid")])
+def test_encoder_decoder_and_one_to_many_equal_autograd(cell, topology, feed, head):
+    """Feedback included: x_(t+1) = yhat_t, its gradient through the fed output."""
+    spec = Spec(cell=cell, topology=topology, feed=feed, head=head, hidden_size=H,
+                input_size=O, output_size=O)
     net = network(spec)
     gen = torch.Generator().manual_seed(7)
     p = {n: torch.randn(*s.shape, dtype=torch.float64, generator=gen, requires_grad=True)
          for n, s in net.params.items()}
     T_in, T_out = (T, T - 1) if topology == "encoder_decoder" else (1, T)
-    x = torch.randn(B, T_in, D, dtype=torch.float64, generator=gen, requires_grad=True)
+    x = torch.randn(B, T_in, O, dtype=torch.float64, generator=gen, requires_grad=True)
     y = torch.randn(B, T_out, O, dtype=torch.float64, generator=gen)
     x_arg = x[:, 0] if topology == "one_to_many" else x
     x_ref = x[:, 0] if topology == "one_to_many" else x
@@ -260,8 +265,6 @@ def test_encoder_gradient_arrives_only_through_the_context():
 
 
 def test_composed_modules_refuse_what_they_do_not_generate():
-    with pytest.raises(SpecError, match="feedback"):
-        generate(Spec(topology="one_to_many", feed="feedback"))
     with pytest.raises(SpecError, match="reverse layer needs the whole sequence"):
         generate(Spec(bidirectional=True), tbptt=(2, 2))
 
@@ -273,7 +276,9 @@ def test_composed_modules_pass_ruff_and_are_stable(tmp_path):
     specs = [Spec(cell="lstm", layout="torch", bidirectional=True, num_layers=2),
              Spec(cell="gru_v1", topology="encoder_decoder", num_layers=2),
              Spec(cell="elman", topology="one_to_many", feed="repeat", head="softmax",
-                  loss="cross_entropy", bias=False)]
+                  loss="cross_entropy", bias=False),
+             Spec(cell="lstm", topology="one_to_many", feed="feedback", head="softmax",
+                  loss="cross_entropy", num_layers=2)]
     for i, spec in enumerate(specs):
         for backend in ("numpy", "torch"):
             text = generate(spec, backend)

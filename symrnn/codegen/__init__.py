@@ -99,10 +99,6 @@ def _generate_composed(spec: Spec, target, options: Options, passes, command) ->
     from symrnn.errors import SpecError
 
     check_supported(spec)
-    if spec.feed == "feedback":
-        raise SpecError("code generation for one_to_many with feed 'feedback' is not "
-                        "available yet (derive, latex and the proof cover it; use feed "
-                        "'zeros' or 'repeat')")
     if options != Options():
         raise SpecError(f"truncated BPTT and clipping are generated for one network only, "
                         f"not for topology {spec.topology!r}"

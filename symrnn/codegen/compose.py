@@ -44,6 +44,8 @@ __all__ = ["composed", "layer_spec", "head_spec", "layer_table", "block_table",
 
 N, Idx, op = ir.Name, ir.Index, ir.op
 t_ = T_SYMBOL
+FED_BACK = "dyhat"
+"""∂L/∂ŷ_t through the next step's input x_{t+1} = ŷ_t (one_to_many with feedback)."""
 
 
 def composed(spec: Spec) -> bool:
@@ -134,6 +136,8 @@ def _head_env(readout: str):
             return N(CACHE_NAMES[base])
         if (base, k) == ("e", 0):
             return N("e")
+        if (base, k) == (FED_BACK, 0):
+            return N("d_yhat")
         raise CodegenError(f"the head reads {base} at offset {k}")
 
     return env
@@ -145,7 +149,10 @@ def lower_head(spec: Spec) -> tuple[ir.FunctionDef, ir.FunctionDef]:
     net = network(hspec)
     last = hspec.topology == "many_to_one"
     eqs = net.head_equations(t_)
-    local = Backprop({eq.lhs: S.One for eq in eqs if eq.block == "loss"})
+    seeds = {eq.lhs: S.One for eq in eqs if eq.block == "loss"}
+    if spec.feed == "feedback":  # ŷ_t is x_{t+1}: what that input sends back joins e_t
+        seeds[timed("yhat", t_, net.sizes.O)] = timed(FED_BACK, t_, net.sizes.O)
+    local = Backprop(seeds)
     local.run(_head_blocks(eqs, t_))
     env = _head_env(net.readout)
     params = {n: N(n) for n in HEAD if n in net.params}
@@ -165,7 +172,8 @@ def lower_head(spec: Spec) -> tuple[ir.FunctionDef, ir.FunctionDef]:
                                  f"{base}_t = {text(eq.rhs)}"))
     (loss_eq,) = [eq for eq in eqs if eq.block == "loss"]
     fwd.append(ir.Assign(N("loss"), loss_code(loss_eq.rhs, env, params), "summed"))
-    reads = sorted({CACHE_NAMES[b] for b in ("y", "yhat", "z") if _reads(local, b)})
+    reads = sorted({CACHE_NAMES[b] for b in ("y", "yhat", "z") if _reads(local, b)}
+                   | ({"yhat"} if spec.feed == "feedback" else set()))
     cache = ir.Dict(tuple((n, N(n)) for n in ["h_all", *reads]))
     fwd.append(ir.Return(ir.Tuple((N("loss"), cache))))
     forward = ir.FunctionDef("head_forward", ("params", "h_all", "y"),
@@ -203,7 +211,8 @@ def _head_backward(net: Network, local: Backprop, params: dict, reads: list[str]
     body.append(ir.Assign(N("d_h"), rows(local.gradient(h), env, params),
                           f"dL/dh_t = {text(local.gradient(h))}: (rows, width)"))
     body.append(ir.Return(ir.Tuple((ir.Dict(tuple(grads)), N("d_h")))))
-    return ir.FunctionDef("head_backward", ("params", "cache"),
+    args = ("params", "cache", "d_yhat") if FED_BACK in str(e_expr) else ("params", "cache")
+    return ir.FunctionDef("head_backward", args,
                           "The head's gradients and dL/dh_all (rows, width).", tuple(body))
 
 
@@ -270,6 +279,8 @@ def forward(params, x, y, *initial_states, y0=None):
     initial_states: STATE_ARGS in order, each (B, H) or None (zeros); y0: the decoder's
     first input (B, OUT) for encoder_decoder (zeros when None)."""
     initial = dict(zip(STATES, initial_states, strict=False))
+    if FEED == "feedback":
+        return _forward_fed_back(params, x, y, initial)
     T = y.shape[1] if TOPOLOGY == "one_to_many" else x.shape[1]
     caches = {{}}
     top = _run_stage(params, "", _inputs(x, T), initial, caches)
@@ -313,6 +324,10 @@ def _back_stage(params, stage, grad_top, caches, grads, final):
 def backward(params, cache, input_grad=False):
     """Gradients of every parameter, the free initial states (STATES) and, with input_grad,
     'x'."""
+    if FEED == "feedback":
+        grads, dx = _backward_fed_back(params, cache)
+        out = {{n: grads[n] for n in PARAM_NAMES}} | {{s + "_0": grads[s + "_0"] for s in STATES}}
+        return out | ({{"x": dx}} if input_grad else {{}})
     caches, B = cache["layers"], cache["B"]
     hgrads, d_h = head_backward(_layer_params(params, HEAD_BLOCKS), cache["head"])
     x = cache["x"]
@@ -340,6 +355,59 @@ def backward(params, cache, input_grad=False):
     return grads
 
 
+def _forward_fed_back(params, x, y, initial):
+    """x_(t+1) = yhat_t: the stack runs one step at a time, the head inside the loop."""
+    T, inp, caches, heads, loss = y.shape[1], x.reshape((x.shape[0], 1, D)), [], [], 0.0
+    state = {{s: initial.get(s) for s in STATES}}
+    for t in range(T):
+        step = {{}}
+        for suffix, _, _, _ in LAYERS:
+            init = [state[s + suffix] for s in CELL_STATES]
+            cache = forward_layer(_layer_params(params, BLOCKS[suffix]), inp, *init)
+            step[suffix] = cache
+            for s in CELL_STATES:
+                state[s + suffix] = cache[s.upper() + "S"][1]
+            inp = {batch_first}(cache["HS"][1:])
+        value, head = head_forward(_layer_params(params, HEAD_BLOCKS), inp[:, 0], y[:, t])
+        loss, inp = loss + value, head["yhat"].reshape((x.shape[0], 1, OUT))
+        caches.append(step)
+        heads.append(head)
+    return loss, {{"steps": caches, "heads": heads, "B": x.shape[0], "x": x}}
+
+
+def _backward_fed_back(params, cache):
+    """Steps t = T..1: e_t gains dL/dx_(t+1) (the fed output); each layer's carry goes
+    to its step t-1 through final."""
+    grads, head_params = {{}}, _layer_params(params, HEAD_BLOCKS)
+    finals = {{suffix: None for suffix, _, _, _ in LAYERS}}
+    d_next = None
+    for step, head in zip(reversed(cache["steps"]), reversed(cache["heads"]), strict=True):
+        if d_next is None:
+            d_next = {zeros_like}(head["yhat"])
+        hgrads, d_h = head_backward(head_params, head, d_next)
+        _accumulate(grads, hgrads, HEAD_BLOCKS)
+        grad = d_h.reshape((1, d_h.shape[0], d_h.shape[1]))
+        for suffix, _, _, _ in reversed(LAYERS):
+            g = backward_layer(_layer_params(params, BLOCKS[suffix]), step[suffix], grad,
+                               finals[suffix])
+            _accumulate(grads, g, BLOCKS[suffix])
+            finals[suffix] = {{s: g[s + "_0"] for s in CELL_STATES}}
+            grad = {time_major}(g["x"])
+        d_next = grad[0]
+    for suffix, _, _, _ in LAYERS:
+        for s in CELL_STATES:
+            grads[s + suffix + "_0"] = finals[suffix][s]
+    return grads, d_next
+
+
+def _accumulate(grads, step_grads, blocks):
+    """Sum a step's gradients into the totals (module names, column blocks split)."""
+    part = {{}}
+    _scatter(step_grads, blocks, part)
+    for name, value in part.items():
+        grads[name] = value if name not in grads else grads[name] + value
+
+
 def loss_and_grad(params, x, y, *initial_states, y0=None, input_grad=False):
     """(loss, grads): forward, then backward."""
     loss, cache = forward(params, x, y, *initial_states, y0=y0)
@@ -351,12 +419,12 @@ WIRING_SPELLINGS = {
     "numpy": {"cat": "np.concatenate", "axis": "axis", "zeros": "np.zeros", "device": "",
               "device_h": "", "flip": "_flip", "batch_first": "_batch_first",
               "time_major": "_time_major",
-              "repeat": "np.repeat(first, T, axis=1)"},
+              "repeat": "np.repeat(first, T, axis=1)", "zeros_like": "np.zeros_like"},
     "torch": {"cat": "torch.cat",
               "axis": "dim", "zeros": "torch.zeros", "device": ", device=x.device",
               "device_h": ", device=d_h.device", "flip": "_flip",
               "batch_first": "_batch_first", "time_major": "_time_major",
-              "repeat": "first.repeat(1, T, 1)"},
+              "repeat": "first.repeat(1, T, 1)", "zeros_like": "torch.zeros_like"},
 }
 
 
