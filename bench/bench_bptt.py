@@ -27,6 +27,9 @@ cell; ``lstm``, ``gru``, ``gru_v1`` run ``bench_gated.py`` (generated NumPy,
 generated torch, ``nn.LSTM``/``nn.GRU`` + autograd, JAX when installed: the
 ``bench`` extra), ``all`` runs the four in turn (Elman first, before JAX starts
 its thread pool). ``--output FILE`` also writes the markdown tables to FILE.
+``--arch stacked|bidirectional|both`` benchmarks 2-layer networks instead
+(``bench_architectures.py``: generated NumPy and torch vs ``nn.RNN/LSTM/GRU(num_layers=2,
+bidirectional=...)``) for ``--cell`` elman, lstm, gru or all.
 """
 
 from __future__ import annotations
@@ -336,17 +339,45 @@ def run_gated(cell: str, dtypes: list[str], configs: list, quick: bool) -> str:
     return bench_gated.format_rows(cell, rows, note)
 
 
+def run_architectures(archs, cells, dtypes: list[str], configs: list, quick: bool) -> str:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_architectures as arch_bench
+
+    bench_gated = gated_module()
+    rows = []
+    for arch in archs:
+        for cell in cells:
+            for dtype in dtypes:
+                for cfg in configs:
+                    rows.append(arch_bench.run_config(
+                        cell, arch, cfg, dtype, quick, interleaved_ms,
+                        bench_gated.check_methods, bench_gated._np))
+                    print(f"done {arch} {cell} {cfg} {dtype}: " + ", ".join(
+                        f"{m} {v:.2f} ms" for m, v in rows[-1]["ms"].items()), flush=True)
+    return arch_bench.format_rows(rows)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="3 small configs, few repeats")
     parser.add_argument("--dtype", choices=["float32", "float64", "both"], default="both")
     parser.add_argument("--cell", choices=[*CELLS, "all"], default="elman")
     parser.add_argument("--output", metavar="FILE", help="also write the tables to FILE")
+    parser.add_argument("--arch", choices=["stacked", "bidirectional", "both"],
+                        help="2-layer stacked and/or bidirectional networks vs torch.nn")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     dtypes = ["float32", "float64"] if args.dtype == "both" else [args.dtype]
     configs = CONFIGS[:3] if args.quick else CONFIGS
     cells = CELLS if args.cell == "all" else (args.cell,)
+    if args.arch:
+        archs = ("stacked", "bidirectional") if args.arch == "both" else (args.arch,)
+        arch_cells = [c for c in cells if c != "gru_v1"]  # torch.nn has no GRU v1
+        table = run_architectures(archs, arch_cells, dtypes, configs, args.quick)
+        print(table, flush=True)
+        if args.output:
+            Path(args.output).write_text(table + "\n", encoding="utf-8")
+        return
     tables = []
     for cell in cells:
         if cell == "elman":
