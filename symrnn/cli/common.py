@@ -12,8 +12,8 @@ from symrnn.cli.io import MAX_SIZE, MAX_T_NUMERIC, check_sizes, check_T
 from symrnn.errors import SpecError
 from symrnn.spec import Spec, load_spec
 
-__all__ = ["SymrnnGroup", "UserError", "spec_options", "T_option", "fail", "parse_tbptt",
-           "describe_spec"]
+__all__ = ["SymrnnGroup", "UserError", "spec_options", "T_option", "T_out_option", "fail",
+           "parse_tbptt", "describe_spec"]
 
 
 def fail(message: str) -> UserError:
@@ -122,3 +122,22 @@ def describe_spec(spec: Spec) -> str:
     feed = f" (feed {spec.feed})" if spec.topology == "one_to_many" else ""
     return (f"{spec.cell} {spec.activation}, head {spec.head}, loss {spec.loss}, "
             f"{spec.topology}{feed}, {sizes}{bias}{layout}{layers}{both}")
+
+
+def T_out_option(fn: Callable) -> Callable:  # noqa: N802
+    """--T-out: an encoder_decoder's decoder steps (default: --T); refused otherwise."""
+
+    @click.option("--T-out", "T_out", type=int, default=None,
+                  help="encoder_decoder: the decoder's steps T_y (default: --T, T_x).")
+    @functools.wraps(fn)
+    def wrapper(*args, T_out, **kwargs):  # noqa: N803
+        spec = kwargs.get("spec")
+        if T_out is not None:
+            if spec is not None and spec.topology != "encoder_decoder":
+                raise fail(f"--T-out applies to topology encoder_decoder only (got "
+                           f"{spec.topology}); --T sets the sequence length")
+            if T_out < 1:
+                raise fail(f"--T-out must be a positive integer, got {T_out}")
+        return fn(*args, T_out=T_out, **kwargs)
+
+    return wrapper

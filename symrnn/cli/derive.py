@@ -6,7 +6,7 @@ import json
 
 import click
 
-from symrnn.cli.common import T_option, spec_options
+from symrnn.cli.common import T_option, T_out_option, spec_options
 from symrnn.cli.io import MAX_T_SYMBOLIC
 
 
@@ -17,7 +17,8 @@ from symrnn.cli.io import MAX_T_SYMBOLIC
 @click.option("--format", "fmt", type=click.Choice(["text", "latex", "json"]), default="text",
               show_default=True)
 @click.option("--aliases", is_flag=True, help="Print W, U, b, V, c instead of W_hh, W_xh, ...")
-def derive_command(spec, T, fmt, aliases) -> None:
+@T_out_option
+def derive_command(spec, T, fmt, aliases, T_out) -> None:  # noqa: N803
     """Derive BPTT for a spec: the rolled recurrence, valid for every T."""
     from symrnn.engine.derive import derive as derive_spec
     from symrnn.render.describe import (
@@ -39,4 +40,4 @@ def derive_command(spec, T, fmt, aliases) -> None:
     click.echo(recurrence_text(derivation.recurrence, notation))
     if T is not None:
         click.echo("")
-        click.echo(unrolled_text(derivation.unrolled(T), notation))
+        click.echo(unrolled_text(derivation.unrolled(T, T_out), notation))

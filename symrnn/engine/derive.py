@@ -87,8 +87,8 @@ class Backprop:
 
     def run(self, blocks: Sequence[Block]) -> Backprop:
         for block in blocks:
-            for eq in block.equations:
-                if eq.block != "loss":
+            for eq in block.equations:  # a copy (h_dec_0 = h_T, x_t = ŷ_{t-1}) renames nothing
+                if eq.block != "loss" and not isinstance(eq.rhs, MatrixSymbol):
                     self._reuse[eq.rhs] = eq.lhs
         for block in reversed(blocks):
             for var, name in block.name_before.items():
