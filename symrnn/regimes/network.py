@@ -46,10 +46,15 @@ def regime_spec(spec: Spec, *, hidden_size: int | None = None, input_size: int |
                 output_size: int | None = None) -> Spec:
     """``spec`` made concrete, many_to_one and per-gate named (layout 'notes'); any cell.
 
+    The regime is a property of one recurrence: a bidirectional network's two directions
+    are the same recurrence with their own weights, an encoder–decoder's stages two of
+    them, so one forward recurrence (with the spec's layers) is what is measured.
+
     Cells other than Elman are measured by :mod:`symrnn.regimes.gated`; the spectral
     sweep (:mod:`symrnn.regimes.sweep`) needs :func:`spectral`.
     """
-    changes = {"topology": "many_to_one", "layout": "notes"}
+    changes = {"topology": "many_to_one", "layout": "notes", "bidirectional": False,
+               "feed": "zeros"}
     for name, value in (("hidden_size", hidden_size), ("input_size", input_size),
                         ("output_size", output_size)):
         if value is not None:
