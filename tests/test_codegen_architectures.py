@@ -288,3 +288,23 @@ def test_composed_modules_pass_ruff_and_are_stable(tmp_path):
         [ruff, "check", "--no-cache", "--isolated", "--line-length", "100",
          "--select", "E,F,W,I,B,UP", str(tmp_path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_composed_clipping_equals_clipping_the_full_gradient(backend):
+    """Global-norm then elementwise clipping of every parameter's gradient, as for one
+    network: the clipped module equals the unclipped one's gradients clipped here."""
+    spec = Spec(cell="gru", bidirectional=True, hidden_size=H, input_size=D, output_size=O)
+    plain, clipped = compile(spec, backend), compile(spec, backend, clip=0.5,
+                                                     clip_value=0.05)
+    rng = np.random.default_rng(4)
+    params = {n: _as(backend, rng.standard_normal(s)) for n, s in plain.PARAM_SHAPES.items()}
+    x, y = _as(backend, rng.standard_normal((B, T, D))), _as(backend,
+                                                            rng.standard_normal((B, T, O)))
+    _, full = plain.loss_and_grad(params, x, y)
+    _, got = clipped.loss_and_grad(params, x, y)
+    norm = np.sqrt(sum((_np(full[n]) ** 2).sum() for n in plain.PARAM_NAMES))
+    assert norm > 0.5
+    for n in plain.PARAM_NAMES:
+        want = np.clip(_np(full[n]) * 0.5 / norm, -0.05, 0.05)
+        np.testing.assert_allclose(_np(got[n]), want, atol=1e-12, rtol=0, err_msg=n)

@@ -99,14 +99,16 @@ def _generate_composed(spec: Spec, target, options: Options, passes, command) ->
     from symrnn.errors import SpecError
 
     check_supported(spec)
-    if options != Options():
-        raise SpecError(f"truncated BPTT and clipping are generated for one network only, "
-                        f"not for topology {spec.topology!r}"
+    if options.tbptt is not None:
+        raise SpecError(f"truncated BPTT is generated for one network only, not for "
+                        f"topology {spec.topology!r}"
                         + (" with bidirectional" if spec.bidirectional else "")
-                        + " (a reverse layer needs the whole sequence)")
+                        + " (a reverse layer needs the whole sequence; a decoder's or a "
+                        "fed-back window would cut the path the loss takes)")
     command = command or _command(spec, target.name, options)
     return emit_composed(spec, target, command=command, version=_version(),
-                         passes=tuple(passes))
+                         passes=tuple(passes), clip=options.clip,
+                         clip_value=options.clip_value)
 
 
 def _backend(name: str):

@@ -327,7 +327,7 @@ def backward(params, cache, input_grad=False):
     if FEED == "feedback":
         grads, dx = _backward_fed_back(params, cache)
         out = {{n: grads[n] for n in PARAM_NAMES}} | {{s + "_0": grads[s + "_0"] for s in STATES}}
-        return out | ({{"x": dx}} if input_grad else {{}})
+        return _clip(out | ({{"x": dx}} if input_grad else {{}}))
     caches, B = cache["layers"], cache["B"]
     hgrads, d_h = head_backward(_layer_params(params, HEAD_BLOCKS), cache["head"])
     x = cache["x"]
@@ -352,7 +352,7 @@ def backward(params, cache, input_grad=False):
         s + "_0": grads[s + "_0"] for s in STATES}}
     if input_grad:
         grads["x"] = _input_grad(dx)
-    return grads
+    return _clip(grads)
 
 
 def _forward_fed_back(params, x, y, initial):
@@ -408,6 +408,19 @@ def _accumulate(grads, step_grads, blocks):
         grads[name] = value if name not in grads else grads[name] + value
 
 
+def _clip(grads):
+    """Global-norm (CLIP) then elementwise (CLIP_VALUE) clipping of the parameters'."""
+    if CLIP is not None:
+        norm = float(sum((grads[n] * grads[n]).sum() for n in PARAM_NAMES)) ** 0.5
+        if norm > CLIP:
+            for n in PARAM_NAMES:
+                grads[n] = grads[n] * (CLIP / norm)
+    if CLIP_VALUE is not None:
+        for n in PARAM_NAMES:
+            grads[n] = {clip}(grads[n], -CLIP_VALUE, CLIP_VALUE)
+    return grads
+
+
 def loss_and_grad(params, x, y, *initial_states, y0=None, input_grad=False):
     """(loss, grads): forward, then backward."""
     loss, cache = forward(params, x, y, *initial_states, y0=y0)
@@ -419,12 +432,14 @@ WIRING_SPELLINGS = {
     "numpy": {"cat": "np.concatenate", "axis": "axis", "zeros": "np.zeros", "device": "",
               "device_h": "", "flip": "_flip", "batch_first": "_batch_first",
               "time_major": "_time_major",
-              "repeat": "np.repeat(first, T, axis=1)", "zeros_like": "np.zeros_like"},
+              "repeat": "np.repeat(first, T, axis=1)", "zeros_like": "np.zeros_like",
+              "clip": "np.clip"},
     "torch": {"cat": "torch.cat",
               "axis": "dim", "zeros": "torch.zeros", "device": ", device=x.device",
               "device_h": ", device=d_h.device", "flip": "_flip",
               "batch_first": "_batch_first", "time_major": "_time_major",
-              "repeat": "first.repeat(1, T, 1)", "zeros_like": "torch.zeros_like"},
+              "repeat": "first.repeat(1, T, 1)", "zeros_like": "torch.zeros_like",
+              "clip": "torch.clamp"},
 }
 
 
@@ -477,7 +492,8 @@ def _shapes(net: Network, kernel_shapes: dict, blocks: dict, head: dict) -> dict
     return out
 
 
-def constants(spec: Spec, net: Network, kernel: Layout, kernel_shapes: dict) -> list[str]:
+def constants(spec: Spec, net: Network, kernel: Layout, kernel_shapes: dict,
+              clip: float | None = None, clip_value: float | None = None) -> list[str]:
     blocks, head = block_table(net, kernel), head_blocks(net)
     shapes = _shapes(net, kernel_shapes, blocks, head)
     free = [s for s in net.states if s not in net.contexts]
@@ -493,6 +509,8 @@ def constants(spec: Spec, net: Network, kernel: Layout, kernel_shapes: dict) -> 
         "# layer -> layer-function parameter -> ((module parameter, columns or None), ...)",
         _lines("BLOCKS", {k: _Inline(_lines("", v, 8)) for k, v in blocks.items()}),
         _lines("HEAD_BLOCKS", head),
+        f"CLIP = {clip!r}",
+        f"CLIP_VALUE = {clip_value!r}",
         f"NUM_LAYERS = {spec.num_layers}",
         f"TOPOLOGY = {spec.topology!r}",
         f"FEED = {spec.feed!r}",

@@ -354,7 +354,8 @@ def _composed_header(spec, target: Backend, command: str, version: str) -> str:
 
 
 def emit_composed(spec, target: Backend, *, command: str, version: str,
-                  passes: tuple[str, ...]) -> str:
+                  passes: tuple[str, ...], clip: float | None = None,
+                  clip_value: float | None = None) -> str:
     """A composed architecture's module: layer functions, head functions, wiring."""
     from symrnn.codegen import compose
     from symrnn.codegen.lower import Options, lower
@@ -365,7 +366,8 @@ def emit_composed(spec, target: Backend, *, command: str, version: str,
     decorator = ["@torch.no_grad()"] if target.name == "torch" else []
     kernel_shapes = {n: _shape(low, n) for n in low.layout.module_params()}
     parts = [_composed_header(spec, target, command, version), "", *target.imports, ""]
-    parts += compose.constants(spec, network(spec), low.layout, kernel_shapes)
+    parts += compose.constants(spec, network(spec), low.layout, kernel_shapes, clip,
+                               clip_value)
     helpers_at = len(parts)
     names = frozenset(low.layout.module_params())
     for fn in (low.forward, low.backward):
