@@ -308,3 +308,24 @@ def test_composed_clipping_equals_clipping_the_full_gradient(backend):
     for n in plain.PARAM_NAMES:
         want = np.clip(_np(full[n]) * 0.5 / norm, -0.05, 0.05)
         np.testing.assert_allclose(_np(got[n]), want, atol=1e-12, rtol=0, err_msg=n)
+
+
+def test_composed_torch_module_is_an_autograd_node():
+    """RNNLoss(x, y).backward() leaves the generated gradients on the parameters, x and the
+    given initial states (the rest stay None)."""
+    spec = Spec(cell="lstm", layout="torch", bidirectional=True, num_layers=2,
+                hidden_size=H, input_size=D, output_size=O)
+    mod = compile(spec, "torch")
+    model = mod.RNNLoss(dtype=torch.float64)
+    x = torch.randn(B, T, D, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(B, T, O, dtype=torch.float64)
+    h0 = torch.randn(B, H, dtype=torch.float64, requires_grad=True)
+    loss = model(x, y, h0)
+    (2.0 * loss).backward()
+    params = {n: p.detach() for n, p in model.params().items()}
+    want_loss, want = mod.loss_and_grad(params, x.detach(), y, h0.detach(), input_grad=True)
+    assert torch.allclose(loss, want_loss)
+    for n, p in model.params().items():
+        assert torch.allclose(p.grad, 2.0 * want[n], atol=1e-12), n
+    assert torch.allclose(x.grad, 2.0 * want["x"], atol=1e-12)
+    assert torch.allclose(h0.grad, 2.0 * want["h_0"], atol=1e-12)

@@ -533,3 +533,48 @@ def _lines(name: str, mapping: dict, indent: int = 4) -> str:
     body = "".join(f"{pad}{k!r}: {v!r},\n" for k, v in mapping.items())
     head = f"{name} = {{" if name else "{"
     return head + "\n" + body + " " * (indent - 4) + "}"
+
+
+TORCH_WRAPPERS = '''
+
+class BPTTFunction(torch.autograd.Function):
+    """The loss as an autograd node whose backward is the generated BPTT (no tape)."""
+
+    @staticmethod
+    def forward(ctx, x, y, y0, n_states, *tensors):
+        states, weights = tensors[:n_states], tensors[n_states:]
+        params = dict(zip(PARAM_NAMES, weights, strict=True))
+        loss, cache = forward(params, x, y, *states, y0=y0)
+        ctx.params, ctx.cache = params, cache
+        ctx.given = tuple(s is not None for s in states)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        grads = backward(ctx.params, ctx.cache, input_grad=ctx.needs_input_grad[0])
+        dx = grads["x"] * grad_loss if ctx.needs_input_grad[0] else None
+        d0 = tuple(grads[f"{s}_0"] * grad_loss if given else None
+                   for s, given in zip(STATES, ctx.given, strict=True))
+        return (dx, None, None, None, *d0, *(grads[n] * grad_loss for n in PARAM_NAMES))
+
+
+class RNNLoss(torch.nn.Module):
+    """Parameters PARAM_NAMES (shapes PARAM_SHAPES); forward(x, y, *initial_states, y0=None)
+    -> loss, initial states in STATE_ARGS order (None: zeros)."""
+
+    def __init__(self, dtype=torch.float32, device=None):
+        super().__init__()
+        bound = 1.0 / H ** 0.5
+        for name, shape in PARAM_SHAPES.items():
+            value = torch.empty(shape, dtype=dtype, device=device).uniform_(-bound, bound)
+            self.register_parameter(name, torch.nn.Parameter(value))
+
+    def params(self):
+        return {name: getattr(self, name) for name in PARAM_NAMES}
+
+    def forward(self, x, y, *initial_states, y0=None):
+        states = tuple(initial_states) + (None,) * (len(STATES) - len(initial_states))
+        return BPTTFunction.apply(x, y, y0, len(STATES), *states,
+                                  *(getattr(self, n) for n in PARAM_NAMES))
+'''
+"""The torch backend's autograd wrappers of a composed module."""

@@ -377,6 +377,8 @@ def emit_composed(spec, target: Backend, *, command: str, version: str,
         fn = run_passes(fn, passes, Context(frozenset(), printer, names))
         parts.append("\n\n" + "\n".join(printer.stmt(fn, 0)))
     parts.append(compose.WIRING.format(**compose.WIRING_SPELLINGS[target.name]).rstrip())
+    if target.name == "torch":
+        parts.append(compose.TORCH_WRAPPERS.rstrip())
     helpers = target.helpers + compose.FLIP_HELPERS[target.name]
     parts.insert(helpers_at, used_helpers(helpers, "\n".join(parts[helpers_at:])))
     return "\n".join(parts) + "\n"
