@@ -21,6 +21,11 @@ grads hold every parameter, ``'h_0'`` (and ``'c_0'``) (B, H), and ``'delta'`` (B
 with ``delta[:, t-1] = ∂L/∂h_t`` (``'delta_c'``: the part of ∂L/∂c_t from step t+1).
 Parameters: per-gate (``layout = "notes"``) or torch's stacked weight_ih, weight_hh,
 bias_ih, bias_hh (``layout = "torch"``, loadable from a torch.nn.RNN/LSTM/GRU state_dict).
+
+Bidirectional, encoder_decoder and one_to_many specs get a *composed* module
+(:mod:`symrnn.codegen.compose`): layer functions and head functions lowered as above,
+wired by one fixed text; ``loss_and_grad(params, x, y, *initial_states, y0=None,
+input_grad=False)``, initial states in ``STATE_ARGS`` order (h0, c0, h0_reverse, ...).
 """
 
 from __future__ import annotations
