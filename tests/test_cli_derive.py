@@ -74,3 +74,20 @@ def test_console_entry_point_and_module():
     help_text = subprocess.run([sys.executable, "-m", "symrnn", "--help"],
                                capture_output=True, text=True).stdout
     assert "derive" in help_text
+
+
+def test_architectures_in_every_format():
+    data = json.loads(run("derive", "--bidirectional", "--format", "json", "--T", "2").output)
+    assert data["recurrence"]["boundary"]["delta^{h_reverse}_{0}"] == "0"
+    assert "h_reverse_{T+1}" in data["gradients"] and "h_reverse_{T+1}" in \
+        data["unrolled"]["gradients"]
+    zeros = run("derive", "--topology", "one_to_many", "--feed", "zeros").output
+    assert "  dL/dW_xh = (delta_{1} * (1 - h_{1} * h_{1})) @ x_{1}.T\n" in zeros
+    latex = run("derive", "--topology", "encoder_decoder", "--format", "latex").output
+    assert r"\sum_{t=1}^{T_{\mathrm{out}}}" in latex and r"\delta^{h}_{T} &= " in latex
+    result = run("latex", "--topology", "one_to_many", "--feed", "feedback", "--head", "sigmoid")
+    assert result.exit_code == 0, result.output
+    assert "% command: symrnn latex --head sigmoid --topology one_to_many --feed feedback" \
+        in result.output
+    assert run("latex", "--bidirectional").output.splitlines()[1] == \
+        "% command: symrnn latex --bidirectional"

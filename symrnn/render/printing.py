@@ -141,44 +141,96 @@ PLAIN = Notation()
 """The default notation: W_hh, W_xh, ... and ⊙."""
 
 _LATEX_BASES = {"yhat": r"\hat{y}", "delta": r"\delta"}
+_IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_REVERSE, _DECODER, _REV_INPUT = "_reverse", "_dec", "_rev"
+_LAYER = re.compile(r"_l(\d+)$")
+DECODER_MARK = r"\mathrm{dec}"
+"""The superscript of the decoder's quantities (h_dec → h^{dec}, W_hh_dec → W^{dec}_{hh})."""
+T_OUT_LATEX = r"T_{\mathrm{out}}"
+"""How the decoder's last step T_out prints in LaTeX."""
 
 
 def symbol_latex(name: str, notation: Notation = PLAIN) -> str:
-    """LaTeX for a symbol name: W_hh → W_{hh} (or W), yhat_{t} → \\hat{y}_{t}."""
+    """LaTeX for a symbol name: W_hh → W_{hh} (or W), yhat_{t} → \\hat{y}_{t}; a layer
+    l ≥ 1 (``_l{l}``) as the superscript (l+1), a reverse direction (``_reverse``) as an
+    arrow over the letter, the decoder (``_dec``) as the superscript dec, the column
+    block of a reverse input (``_rev``) as an arrow over the subscript's first letter
+    (W_hy_rev → W_{\\overleftarrow{h}y}: the weight from the reverse h to y)."""
     if notation.aliases and name in _PARAM_ALIAS:
         return _PARAM_ALIAS[name]
     parts = split_timed(MatrixSymbol(name, 1, 1))
-    if parts is not None:
-        base, time = parts
-        sup = ""
-        if "^" in base:
-            base, sup = base.split("^", 1)
-            sup = "^" + _layered(sup)
-        base, layer = _layer_of(base)
-        out = f"{_LATEX_BASES.get(base, base)}{layer}{sup}_{{{time}}}"
-        return f"{{{out}}}" if layer else out  # braced: a transpose may follow
-    name, layer = _layer_of(name)
-    if "_" in name:
-        head, tail = name.split("_", 1)
-        return f"{{{_LATEX_BASES.get(head, head)}{layer}_{{{tail}}}}}" if layer \
-            else f"{_LATEX_BASES.get(head, head)}_{{{tail}}}"
-    return f"{{{_LATEX_BASES.get(name, name)}{layer}}}" if layer else _LATEX_BASES.get(name, name)
+    if parts is None:
+        return _name_latex(name, braced=True)
+    base, time = parts
+    time = time.replace("T_out", T_OUT_LATEX)
+    sup = ""
+    if "^" in base:
+        base, sup = base.split("^", 1)
+        sup = "^" + _superscript_latex(sup)
+    if not _IDENTIFIER.match(base):
+        return f"{base}{sup}_{{{time}}}"
+    head, marks = _decorated(base)
+    if marks:
+        return f"{{{head}^{{{marks}}}_{{{time}}}}}"  # braced: a transpose may follow
+    return f"{head}{sup}_{{{time}}}"
+
+
+def _name_latex(name: str, braced: bool) -> str:
+    """A parameter or state name (no time): W_{hh}, {W^{(2)}_{hh}}, \\overleftarrow{h}."""
+    if not _IDENTIFIER.match(name):
+        return name
+    core, marks, tail = _split_name(name)
+    sup = f"^{{{marks}}}" if marks else ""
+    sub = f"_{{{tail}}}" if tail else ""
+    out = f"{core}{sup}{sub}"
+    return f"{{{out}}}" if marks and braced else out
+
+
+def _split_name(name: str) -> tuple[str, str, str]:
+    """(letter with its arrow, superscript marks, subscript) of a name: W_hh_l1_reverse →
+    (\\overleftarrow{W}, (2), hh); W_hy_rev → (W, '', \\overleftarrow{h}y)."""
+    stripped, layer, reverse, decoder = _suffixes(name)
+    column = stripped.endswith(_REV_INPUT) and "_" in stripped.removesuffix(_REV_INPUT)
+    if column:
+        stripped = stripped.removesuffix(_REV_INPUT)
+    head, _, tail = stripped.partition("_")
+    letter = _LATEX_BASES.get(head, head)
+    if reverse:
+        letter = rf"\overleftarrow{{{letter}}}"
+    if column and tail:
+        tail = rf"\overleftarrow{{{tail[0]}}}{tail[1:]}"
+    marks = [m for m in (layer, DECODER_MARK if decoder else "") if m]
+    return letter, ",".join(marks), tail
+
+
+def _suffixes(name: str) -> tuple[str, str, bool, bool]:
+    """(name without its suffixes, layer mark '(l+1)' or '', reverse?, decoder?)."""
+    reverse = name.endswith(_REVERSE) and len(name) > len(_REVERSE)
+    name = name.removesuffix(_REVERSE) if reverse else name
+    match = _LAYER.search(name)
+    layer = f"({int(match[1]) + 1})" if match else ""
+    name = name[:match.start()] if match else name
+    decoder = name.endswith(_DECODER) and len(name) > len(_DECODER)
+    return (name.removesuffix(_DECODER) if decoder else name), layer, reverse, decoder
+
+
+def _decorated(base: str) -> tuple[str, str]:
+    """A per-step base (h_l1, yhat, i_dec) as (its letter, its superscript marks)."""
+    core, marks, tail = _split_name(base)
+    return (f"{core}_{{{tail}}}" if tail else core), marks
+
+
+def _superscript_latex(sup: str) -> str:
+    """δ^{h_l1} → δ^{h^{(2)}}: the state named inside an adjoint's superscript."""
+    inner = sup[1:-1] if sup.startswith("{") and sup.endswith("}") else None
+    if inner is not None and _IDENTIFIER.match(inner):
+        return "{" + _name_latex(inner, braced=False) + "}"
+    return _layered(sup)
 
 
 def state_latex(state: str, time: str) -> str:
     """A state at a step: ('h_l1', 't') → {h^{(2)}_{t}}, ('h', '0') → h_{0}."""
     return symbol_latex(f"{state}_{{{time}}}")
-
-
-_LAYER = re.compile(r"_l(\d+)$")
-
-
-def _layer_of(name: str) -> tuple[str, str]:
-    """('W_hh', '^{(2)}') for W_hh_l1: a stack's layer l ≥ 1 as a superscript (l + 1)."""
-    match = _LAYER.search(name)
-    if match is None:
-        return name, ""
-    return name[:match.start()], f"^{{({int(match[1]) + 1})}}"
 
 
 def _layered(sup: str) -> str:

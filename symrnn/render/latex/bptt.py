@@ -24,54 +24,107 @@ from symrnn.ops import ELEMENTWISE
 from symrnn.render.jacobians import Diag, jacobian_factors, to_diag_form
 from symrnn.render.latex.rows import BUDGET_EM, tex_width
 from symrnn.render.latex.sections import Context, display, prose_list
-from symrnn.render.printing import state_latex
+from symrnn.render.printing import T_OUT_LATEX, state_latex
+from symrnn.render.recurrence import (
+    T_LAST,
+    T_OUT,
+    StatePlan,
+    gradient_plan,
+    is_composed,
+    state_plans,
+)
 
 __all__ = ["SECTIONS", "recurrence_rows", "shift_times"]
 
-T_LAST = Symbol("T", integer=True, positive=True)
 T_TAU = Symbol(r"\tau", integer=True, positive=True)
 TILDE_DELTA = r"\tilde{\delta}"
 
 
 def _sum(c: Context, name: str, summand) -> list[str]:
+    """∂L/∂θ as its sum over t (a differing first step apart; the decoder's to T_out)."""
     lhs = c.d("L", c.name(name))
-    if summand is None:
+    g = gradient_plan(c.recurrence, name)
+    if g.is_zero:
         return [f"{lhs} &= 0"]
-    if c.recurrence.summand_range(name) == "t=T":
-        return c.eq(lhs, at_time(summand, T_LAST))
-    total = r"\sum_{t=1}^{T}"
-    rows = c.eq(f"{lhs} &= {total}", summand, rel="")
-    if len(rows) > 1 and isinstance(summand, MatAdd):
+    if g.last_only:
+        return c.eq(lhs, at_time(g.summand, T_LAST))
+    first = f"{c.tex(g.first)} + " if g.first is not None else ""
+    if g.summand is None:
+        return c.eq(lhs, g.first)
+    upper = T_OUT_LATEX if g.upper == T_OUT else "T"
+    total = rf"{first}\sum_{{t={g.lower}}}^{{{upper}}}"
+    rows = c.eq(f"{lhs} &= {total}", g.summand, rel="")
+    if len(rows) > 1 and isinstance(g.summand, MatAdd):
         rows[0] = rows[0].replace(total, total + r" \Bigl(", 1)
         rows[-1] += r" \Bigr)"
     return rows
 
 
-def _delta_rows(c: Context, state: str) -> list[str]:
+def _generic_rows(c: Context, state: str, expr) -> list[str]:
+    """δ_t = expr, then the same with diag(·) for the elementwise factors (when it differs)."""
     rec = c.recurrence
-    delta, expr = rec.deltas[state]
-    local, carry = rec.local[state], rec.carry[state]
-    if rec.loss_at_every_step or local is None:
-        rows = c.eq(c.tex(delta), expr)
-        jac = add(to_diag_form(local), to_diag_form(carry))
-        return rows + (c.eq("", jac) if jac != expr else [])
-    rows = c.eq(c.tex(delta), carry)
-    rows[-1] += r" \qquad (t < T)"
-    return c.eq(c.tex(at_time(delta, T_LAST)), at_time(local, T_LAST)) + rows
+    delta = rec.deltas[state][0]
+    rows = c.eq(c.tex(delta), expr)
+    jac = add(*(to_diag_form(part) for part in
+                (rec.local.get(state), rec.cross.get(state), rec.carry[state])))
+    return rows + (c.eq("", jac) if jac != expr else [])
+
+
+def _delta_rows(c: Context, plan: StatePlan) -> list[str]:
+    rec = c.recurrence
+    if plan.role != "encoder" and (rec.loss_at_every_step or rec.local[plan.state] is None):
+        return _generic_rows(c, plan.state, rec.deltas[plan.state][1])
+    rows = []
+    for line in plan.lines:
+        more = c.eq(c.tex(line.symbol), line.expr)
+        if line.note:
+            more[-1] += rf" \qquad ({line.note})"
+        rows += more
+    return rows
+
+
+def _initial_rows(c: Context) -> list[str]:
+    """∂L/∂s_0 of every free initial state (∂L/∂s_{T+1} for a reverse layer)."""
+    rows = []
+    for s, x in c.recurrence.initial_state.items():
+        time = "0" if c.net.direction_of(s) > 0 else "T+1"
+        rows += c.eq(c.d("L", state_latex(s, time)), x)
+    return rows
 
 
 def recurrence_rows(c: Context) -> list[str]:
-    """e_t, δ_t (every state), δ_{T+1} = 0, every ∂L/∂θ as a sum over t, ∂L/∂s_0 (align rows)."""
+    """e_t, δ_t (every state), its boundary (δ_{T+1} = 0, …), every ∂L/∂θ as a sum over t,
+    ∂L/∂s_0 (align rows)."""
     rec = c.recurrence
+    plans = state_plans(rec)
     error_sym, error = rec.output_error
-    rows = [rf"{c.tex(error_sym)} &= {c.tex(error)}"]
-    for state in rec.deltas:
-        rows += _delta_rows(c, state)
-    rows += [rf"{c.tex(at_time(d, T_LAST + 1))} &= 0" for d, _ in rec.deltas.values()]
+    rows = c.eq(c.tex(error_sym), error) if is_composed(c.spec) else \
+        [rf"{c.tex(error_sym)} &= {c.tex(error)}"]
+    for plan in plans.values():
+        rows += _delta_rows(c, plan)
+    for plan in plans.values():
+        rows += c.eq(c.tex(plan.boundary.symbol), plan.boundary.expr)
     rows += [row for name, summand in rec.gradients.items() for row in _sum(c, name, summand)]
-    rows += [row for s, x in rec.initial_state.items()
-             for row in c.eq(c.d("L", state_latex(s, "0")), x)]
-    return rows
+    return rows + _initial_rows(c)
+
+
+def _run_order(c: Context, plans: dict[str, StatePlan]) -> str:
+    """The prose of a composed network's order: which adjoints run which way."""
+    groups: dict[str, list[str]] = {}
+    for plan in plans.values():
+        groups.setdefault(plan.role, []).append(f"${c.tex(plan.lines[-1].symbol)}$")
+    text = {
+        "forward": "{} run $t = T, T-1, \\dots, 1$ from zero at $T+1$",
+        "reverse": "{} run forward in time, $t = 1, 2, \\dots, T$, from zero at $t = 0$ "
+                   "(step $t$ of a reverse layer reads its state at $t+1$, so $\\delta_t$ "
+                   "receives from $\\delta_{{t-1}}$)",
+        "decoder": "{} run $t = T_{{\\mathrm{{out}}}}, \\dots, 1$ over the decoder's steps",
+        "encoder": "then {} run $t = T-1, \\dots, 1$ from $\\delta_T$, the decoder's "
+                   "initial-state gradient",
+    }
+    parts = [text[role].format(prose_list(groups[role]))
+             for role in ("decoder", "encoder", "forward", "reverse") if role in groups]
+    return "; ".join(parts)
 
 
 def recurrence_section(c: Context) -> str:
@@ -80,6 +133,15 @@ def recurrence_section(c: Context) -> str:
     where = "every step" if rec.loss_at_every_step else "the last step only"
     adjoints = prose_list([f"${c.tex(sym)} = \\partial L/\\partial {state_latex(s, 't')}$"
                            for s, (sym, _) in rec.deltas.items()])
+    if is_composed(c.spec):
+        return (
+            "\\section{The rolled BPTT recurrence (every $T$)}\n"
+            f"Derived once from one generic step $t$ of each layer: {adjoints}. The loss "
+            f"sits at {where}. The adjoints {_run_order(c, state_plans(rec))}. Where a line "
+            "has a second form, it is the same expression with every elementwise product by "
+            "forward values written as $\\operatorname{diag}(\\cdot)$:\n"
+            f"{display(rows)}\n"
+        )
     return (
         "\\section{The rolled BPTT recurrence (every $T$)}\n"
         f"Derived once from one generic step $t$; {adjoints} "

@@ -6,7 +6,10 @@ from the engine's expressions, for every cell (Elman, LSTM, both GRUs): see
 :mod:`symrnn.render.latex.sections` (model, torch's stacks, unrolled graph),
 :mod:`symrnn.render.latex.gates` (rule applications, step Jacobians, direct paths) and
 :mod:`symrnn.render.latex.bptt` (recurrence, truncation, clipping, bound) for the
-sections; :data:`SECTIONS` is their order.  The file starts with a header
+sections; :data:`SECTIONS` is their order.  A composed network (bidirectional,
+one_to_many, encoder_decoder) gets :data:`ARCHITECTURE_SECTIONS` instead: its own
+sections from :mod:`symrnn.render.latex.architectures`, then the rolled recurrence.  The
+file starts with a header
 comment: the command that made it, the spec, the symrnn version and
 "generated; do not edit".  Column vectors throughout.
 
@@ -33,10 +36,11 @@ from pathlib import Path
 from symrnn.engine.derive import Derivation, Recurrence, Unrolled, derive
 from symrnn.errors import SpecError, SymrnnError
 from symrnn.render.files import atomic_path, atomic_write_text
-from symrnn.render.latex import bptt, gates, sections
+from symrnn.render.latex import architectures, bptt, gates, sections
 from symrnn.render.latex.bptt import recurrence_rows
 from symrnn.render.latex.sections import Context, aligned
 from symrnn.render.printing import PLAIN, Notation, latex, symbol_latex
+from symrnn.render.recurrence import is_composed
 from symrnn.spec import DEFAULT_SPEC, Spec
 
 __all__ = [
@@ -81,6 +85,16 @@ SECTIONS = [
     bptt.bound_section,
 ]
 """Every section, in document order; a section that does not apply to the cell returns ""."""
+ARCHITECTURE_SECTIONS = [
+    *architectures.SECTIONS,
+    bptt.recurrence_section,
+    bptt.clipping_section,
+]
+"""The sections of a composed network (bidirectional, one_to_many, encoder_decoder): its
+names and steps, what is particular to it, the rolled recurrence; the single-chain
+sections (the ∂L_3/∂W_hh expansion, step Jacobians, truncation, the bound) are left out."""
+TOPOLOGY_TITLES = {"one_to_many": "one-to-many, feed {feed}", "encoder_decoder":
+                   "encoder-decoder"}
 CELL_TITLES = {"elman": "Elman RNN", "lstm": "LSTM", "gru": "GRU (reset after the product)",
                "gru_v1": "GRU v1 (reset before the product)"}
 """How a title names each cell (others: the cell's name)."""
@@ -113,7 +127,9 @@ def command_for(spec: Spec, notation: Notation = PLAIN, tbptt: tuple[int, int] |
     parts = ["symrnn latex"]
     for key, value in spec.to_dict().items():
         if value != getattr(DEFAULT_SPEC, key):
-            parts.append("--no-bias" if key == "bias" else f"--{key.replace('_', '-')} {value}")
+            flag = f"--{key.replace('_', '-')}"
+            parts.append("--no-bias" if key == "bias" else flag if value is True
+                         else f"{flag} {value}")
     if notation.aliases:
         parts.append("--aliases")
     name = {v: k for k, v in HADAMARD.items()}.get(notation.hadamard, notation.hadamard)
@@ -136,10 +152,12 @@ def _check_tbptt(tbptt) -> tuple[int, int] | None:
 
 
 def _title(spec: Spec) -> str:
-    topology = spec.topology.replace("_", "-")
+    topology = TOPOLOGY_TITLES.get(spec.topology, spec.topology.replace("_", "-"))
+    topology = topology.format(feed=spec.feed)
     loss = {"mse": "squared error", "cross_entropy": "cross-entropy"}[spec.loss]
     cell = CELL_TITLES.get(spec.cell, spec.cell.replace("_", r"\_"))
     layers = f", {spec.num_layers} layers" if spec.num_layers > 1 else ""
+    layers += ", bidirectional" if spec.bidirectional else ""
     return (rf"Backpropagation through time: {cell}{layers}\\ \large "
             rf"{spec.activation} activation, {spec.head} head, {loss}, {topology}")
 
@@ -147,7 +165,7 @@ def _title(spec: Spec) -> str:
 def _body(ctx: Context) -> str:
     """Every section that applies, in order; a section's SpecError names the section."""
     out = []
-    for section in SECTIONS:
+    for section in ARCHITECTURE_SECTIONS if is_composed(ctx.spec) else SECTIONS:
         try:
             text = section(ctx)
         except SpecError as err:
@@ -270,6 +288,12 @@ STANDARD_DOCUMENTS: tuple[StandardDocument, ...] = (
     StandardDocument("gru_mse", DEFAULT_SPEC.replace(cell="gru")),
     StandardDocument("gru_v1_mse", DEFAULT_SPEC.replace(cell="gru_v1")),
     StandardDocument("elman_2layer_mse", DEFAULT_SPEC.replace(num_layers=2, hidden_size=2)),
+    StandardDocument("elman_bidirectional_2layer_mse", DEFAULT_SPEC.replace(
+        bidirectional=True, num_layers=2, hidden_size=2)),
+    StandardDocument("elman_one_to_many_feedback", DEFAULT_SPEC.replace(
+        topology="one_to_many", feed="feedback", head="sigmoid")),
+    StandardDocument("lstm_encoder_decoder_mse", DEFAULT_SPEC.replace(
+        cell="lstm", topology="encoder_decoder", hidden_size=2)),
 )
 
 

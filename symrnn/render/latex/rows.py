@@ -128,24 +128,53 @@ def _flat(expr) -> list:
     return [expr]
 
 
-def _split_product(term, tex, hadamard: str) -> list[str] | None:
-    """A wide ``A (a ⊙ b ⊙ …) B`` as pieces ``A \\Bigl(a``, ``⊙ b``, …, ``⊙ z \\Bigr) B``."""
+def _split_product(term, tex, hadamard: str, budget: float | None = None) -> list[str] | None:
+    """A wide ``A (a ⊙ b ⊙ …) B`` as pieces ``A \\Bigl(a``, ``⊙ b``, …, ``⊙ z \\Bigr) B``;
+    with a ``budget``, a piece still wider than it (a long sum inside the product) is split
+    again the same way."""
     coeff, mats = term.as_coeff_matrices() if isinstance(term, MatMul) else (1, [term])
     inner = [i for i, m in enumerate(mats) if isinstance(m, (HadamardProduct, MatAdd))]
     if not inner:
         return _factors(coeff, mats, tex) if len(mats) > 1 else None
     i = max(inner, key=lambda k: tex_width(tex(mats[k])))
     if isinstance(mats[i], MatAdd):
-        pieces = [_term_tex(sign, t, tex) for sign, t in _signed(mats[i])]
+        pieces = [p for sign, t in _signed(mats[i])
+                  for p in _again(_term_tex(sign, t, tex), t, sign, tex, hadamard, budget)]
     else:
-        pieces = [_wrapped(a, tex) for a in _flat(mats[i])]
-        pieces = pieces[:1] + [f"{hadamard} {p}" for p in pieces[1:]]
+        pieces = [p for a in _flat(mats[i])
+                  for p in _again(_wrapped(a, tex), a, "", tex, hadamard, budget, wrap=True)]
+        pieces = pieces[:1] + [p if p.startswith("&") else f"{hadamard} {p}"
+                               for p in pieces[1:]]
+        pieces = [p.removeprefix("&") for p in pieces]
     before = tex(matmul(coeff, *mats[:i])) if i or coeff != 1 else ""
     after = tex(matmul(*mats[i + 1:])) if i + 1 < len(mats) else ""
     open_, close = (r"\Bigl(", r"\Bigr)") if before or after else ("", "")
     pieces[0] = " ".join(p for p in (before, open_, pieces[0]) if p)
     pieces[-1] = " ".join(p for p in (pieces[-1], close, after) if p)
     return pieces
+
+
+def _again(text: str, expr, sign: str, tex, hadamard: str, budget: float | None,
+           wrap: bool = False) -> list[str]:
+    """``text`` as one piece, or, when wider than ``budget`` and itself a product or a sum,
+    its own pieces (a bracketed sum as ``\\Bigl(`` … ``\\Bigr)``; continuation pieces of
+    an elementwise factor marked ``&`` so that no ⊙ is put in front of them)."""
+    if budget is None or tex_width(text) <= budget or \
+            not isinstance(expr, (MatAdd, MatMul, HadamardProduct)):
+        return [text]
+    if isinstance(expr, MatAdd):
+        inner = [p for s, t in _signed(expr)
+                 for p in _again(_term_tex(s, t, tex), t, s, tex, hadamard, budget)]
+        if wrap or sign == "- ":
+            inner[0], inner[-1] = r"\Bigl( " + inner[0], inner[-1] + r" \Bigr)"
+    else:
+        inner = _split_product(expr, tex, hadamard, budget)
+        if inner is None:
+            return [text]
+        if wrap:
+            inner[0], inner[-1] = r"\Bigl( " + inner[0], inner[-1] + r" \Bigr)"
+        inner[0] = sign + inner[0]
+    return inner[:1] + ["&" + p for p in inner[1:]] if wrap else inner
 
 
 def _factors(coeff, mats: list, tex) -> list[str]:
@@ -163,7 +192,8 @@ def _pieces(expr, tex, hadamard: str, budget: float) -> list[list[str]]:
     out = []
     for sign, term in _signed(expr):
         text = _term_tex(sign, term, tex)
-        split = _split_product(term, tex, hadamard) if tex_width(text) > budget else None
+        split = _split_product(term, tex, hadamard, budget) if tex_width(text) > budget \
+            else None
         out.append([text] if split is None else [sign + split[0]] + split[1:])
     return out
 

@@ -44,10 +44,24 @@ ROLES = {"weight_hh": "recurrent", "weight_ih": "input", "bias_ih": "bias",
 HEAD_ROLES = {"W_hy": "output", "b_y": "output bias"}
 
 
+_STACK_SUFFIX = re.compile(r"(?P<dec>_dec)?(?:_l(?P<layer>\d+))?(?P<rev>_reverse)?$")
+"""A stacked tensor's suffix: the decoder's, a layer's (l ≥ 1), the reverse direction's."""
+
+
 def _layer_word(stack: str) -> str:
-    """', layer 2' for weight_hh_l1 (layers counted from 1 in prose), '' for layer 0."""
-    match = re.search(r"_l(\d+)$", stack)
-    return f", layer {int(match[1]) + 1}" if match else ""
+    """', layer 2' for weight_hh_l1 (layers counted from 1 in prose), '' for layer 0;
+    ', reverse' and ', decoder' for the reverse direction's and the decoder's."""
+    match = _STACK_SUFFIX.search(stack)
+    words = [", decoder" if match["dec"] else "",
+             f", layer {int(match['layer']) + 1}" if match["layer"] else "",
+             ", reverse" if match["rev"] else ""]
+    return "".join(words)
+
+
+def _role_of_stack(stack: str) -> str:
+    return ROLES[stack[:_STACK_SUFFIX.search(stack).start()]] + _layer_word(stack)
+
+
 TORCH_GATE_NAMES = {"u": "z"}
 """Gates that torch's documentation names differently (GRU: update gate u here, z there)."""
 
@@ -128,10 +142,15 @@ def prose_list(items: list[str]) -> str:
 
 
 def _roles(c: Context) -> dict[str, list[str]]:
-    """role → its parameters, in the network's order (from torch's stacks, then the head)."""
-    role = {p: ROLES[re.sub(r"_l\d+$", "", stack)] + _layer_word(stack)
-            for stack, members in c.net.stacks.items() for p in members if p}
+    """role → its parameters, in the network's order (from torch's stacks, then the head;
+    a weight's columns that read a reverse direction (``_rev``) get their own role)."""
+    role = {p: _role_of_stack(stack) for stack, members in c.net.stacks.items()
+            for p in members if p}
     role.update(HEAD_ROLES)
+    for name in c.net.params:
+        base = re.sub(r"_rev(?=_|$)", "", name, count=1)
+        if name not in role and base in role:
+            role[name] = role[base] + ", columns reading the reverse direction"
     out: dict[str, list[str]] = {}
     for name in c.net.params:
         if name in role:
