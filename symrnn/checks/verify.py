@@ -23,6 +23,17 @@ three oracles on random data:
   as themselves), initial states stacked to (num_layers, B, H), the same head and loss,
   differentiated by autograd (same detach pattern and clipping); parameters, initial
   states and ``x`` are compared.
+* Composed networks (``bidirectional``, topology ``one_to_many`` with feed zeros or
+  repeat, ``encoder_decoder``; see :func:`composed`) call the module's ``loss_and_grad``
+  and compare every parameter, every free initial state (``{state}_0``) and ``x``:
+  autograd on :func:`_composed_loss`, which runs each layer over the whole sequence per
+  direction (the reverse one from t = T down, from h_reverse_0) and feeds the next layer
+  and the head [h_t; h_reverse_t] (notes layout: W_x{g} and W_x{g}_rev joined as
+  columns; W_hy and W_hy_rev likewise), an encoder_decoder's decoder (``_dec``) starting
+  from the encoder's last states and reading y0, y_1..y_{T_out−1}; ``torch.nn`` for the
+  torch layout (``bidirectional=True``, torch's names weight_ih_l1_reverse ...; two
+  modules for encoder_decoder); finite differences of the module's forward.  No
+  deltas are compared there, and truncation and clipping are refused.
 * ``finite_differences`` — central differences of the generated forward,
   always in float64 (float32 differences measure rounding, not gradients):
   entrywise when the parameter has at most ``entrywise_max`` entries,
@@ -65,7 +76,8 @@ from symrnn.ops import elementwise
 from symrnn.spec import Spec, check_T
 
 __all__ = ["TOLERANCES", "REFERENCE_CELLS", "Check", "Report", "VerificationError", "verify",
-           "reference_grads", "torch_nn_grads", "codegen_section"]
+           "reference_grads", "torch_nn_grads", "codegen_section", "composed",
+           "composed_state_names", "composed_reference_grads", "composed_torch_nn_grads"]
 
 TOLERANCES: dict[str, dict[str, float]] = {
     "float64": {"autograd": 1e-10, "torch.nn": 1e-10, "finite_differences": 1e-6},
@@ -131,6 +143,8 @@ class Report:
     batch: int
     dtype: str
     checks: tuple[Check, ...] = field(default_factory=tuple)
+    T_out: int | None = None
+    """encoder_decoder: the decoder's steps (T is the encoder's)."""
 
     @property
     def ok(self) -> bool:
@@ -155,6 +169,7 @@ class Report:
 
     def to_dict(self) -> dict:
         return {"spec": self.spec.to_dict(), "backend": self.backend, "T": self.T,
+                **({} if self.T_out is None else {"T_out": self.T_out}),
                 "batch": self.batch, "dtype": self.dtype, "ok": self.ok,
                 "max_relative_error": {o: {k: (v if math.isfinite(v) else "non-finite")
                                            for k, v in errs.items()}
@@ -260,13 +275,26 @@ def _readout(spec: Spec) -> int:
 
 def _gates(spec: Spec, p: dict, layer: int = 0) -> dict[str, _Gate]:
     """Per-gate views of layer ``layer``'s parameters (either layout)."""
-    letters, sfx = REFERENCE_CELLS[spec.cell].gates, _suffix(layer)
+    return _gates_at(spec, p, _suffix(layer))
+
+
+def _gates_at(spec: Spec, p: dict, sfx: str) -> dict[str, _Gate]:
+    """Per-gate views of the parameters named with suffix ``sfx`` ('', ``_l1``,
+    ``_reverse``, ``_l1_reverse``, ``_dec``, ``_dec_l1``).  An upper bidirectional layer
+    reads [h; h_reverse]: torch's weight_ih is already 2H wide; in the notes layout the
+    gate's W_x{g}{sfx} (forward half) and W_x{g}_rev{sfx} (reverse half) are joined."""
+    letters = REFERENCE_CELLS[spec.cell].gates
     if spec.layout == "torch":
         blocks = [p[n + sfx].chunk(len(letters)) if n + sfx in p else (None,) * len(letters)
                   for n in _STACKS]
         return {g: _Gate(*parts) for g, *parts in zip(letters, *blocks, strict=True)}
-    return {g: _Gate(p[f"W_x{g}{sfx}"], p[f"W_h{g}{sfx}"], p.get(f"b_{g}{sfx}"),
-                     p.get(f"b_h{g}{sfx}")) for g in letters}
+    return {g: _Gate(_columns(p, f"W_x{g}{sfx}", f"W_x{g}_rev{sfx}"), p[f"W_h{g}{sfx}"],
+                     p.get(f"b_{g}{sfx}"), p.get(f"b_h{g}{sfx}")) for g in letters}
+
+
+def _columns(p: dict, name: str, rev: str):
+    """W or [W, W_rev] (the columns multiplying [h; h_reverse]) where W_rev exists."""
+    return p[name] if rev not in p else torch.cat([p[name], p[rev]], dim=1)
 
 
 def _stack(spec: Spec, p: dict) -> Callable:
@@ -467,6 +495,157 @@ def _clip(grads: dict, clip, clip_value) -> dict:
     return grads
 
 
+# ------------------------------------------------------------------ composed architectures
+
+
+def composed(spec: Spec) -> bool:
+    """Bidirectional, one_to_many or encoder_decoder: the generated module composes layer
+    functions (``loss_and_grad(params, x, y, *states, y0=None, input_grad=False)``)."""
+    return spec.bidirectional or spec.topology in ("one_to_many", "encoder_decoder")
+
+
+def _directions(spec: Spec) -> tuple[str, ...]:
+    return ("", "_reverse") if spec.bidirectional else ("",)
+
+
+def composed_state_names(spec: Spec) -> tuple[str, ...]:
+    """The free initial states of a composed network, layer by layer, forward then reverse:
+    h, c, h_reverse, c_reverse, h_l1, ... (the encoder's for encoder_decoder)."""
+    own = REFERENCE_CELLS[spec.cell].states
+    return tuple(s + _suffix(layer) + d for layer in range(spec.num_layers)
+                 for d in _directions(spec) for s in own)
+
+
+def _sequence(spec: Spec, x, T: int) -> list:
+    """The input at each step: x_1..x_T, or one_to_many's x, then zeros or x again."""
+    if spec.topology != "one_to_many":
+        return list(x.unbind(1))
+    later = x if spec.feed == "repeat" else torch.zeros_like(x)
+    return [x] + [later] * (T - 1)
+
+
+def _run_direction(spec: Spec, p: dict, sfx: str, xs: list, init: tuple, reverse: bool):
+    """One recurrence over the whole sequence (t = T..1 when ``reverse``): h_t at every
+    position in time order, and the last states reached."""
+    cell, act = REFERENCE_CELLS[spec.cell], elementwise(spec.activation).torch_impl
+    gates, outs, state = _gates_at(spec, p, sfx), [None] * len(xs), init
+    for t in (reversed(range(len(xs))) if reverse else range(len(xs))):
+        state = cell.step(act, gates, state, xs[t])
+        outs[t] = state[0]
+    return outs, state
+
+
+def _run_stage(spec: Spec, p: dict, stage: str, xs: list, init: dict) -> tuple[list, dict]:
+    """Every layer of the encoder (``stage`` '') or decoder ('_dec') over ``xs``, layer by
+    layer; layer l's input at t is layer l−1's [h_t; h_reverse_t].  ``init``: states by
+    name without the stage (h, c_l1_reverse, ...); returns the top outputs and the last
+    states under the same names."""
+    own, last = REFERENCE_CELLS[spec.cell].states, {}
+    for layer in range(spec.num_layers):
+        per_direction = []
+        for d in _directions(spec):
+            names = [s + _suffix(layer) + d for s in own]
+            outs, final = _run_direction(spec, p, stage + _suffix(layer) + d, xs,
+                                         tuple(init[n] for n in names), d == "_reverse")
+            last.update(zip(names, final, strict=True))
+            per_direction.append(outs)
+        xs = [torch.cat(hs, dim=-1) for hs in zip(*per_direction, strict=True)]
+    return xs, last
+
+
+def _composed_loss(spec: Spec, p: dict, x, y, s0: dict, y0):
+    """L of the composed network (the textbook definition), as a torch scalar."""
+    T = y.shape[1] if spec.topology == "one_to_many" else x.shape[1]
+    top, last = _run_stage(spec, p, "", _sequence(spec, x, T), s0)
+    if spec.topology == "encoder_decoder":  # teacher forcing from y_0 = y0
+        start = y0 if y0 is not None else torch.zeros_like(y[:, 0])
+        top, _ = _run_stage(spec, p, "_dec", [start, *y.unbind(1)[:-1]], last)
+    head = {"W_hy": _columns(p, "W_hy", "W_hy_rev"), "b_y": p.get("b_y")}
+    loss = 0
+    for t in range(1, len(top) + 1):
+        target = _target(spec, y, t, len(top))
+        if target is not None:
+            loss = loss + _step_loss(spec, head, top[t - 1], target)
+    return loss
+
+
+def composed_reference_grads(spec: Spec, params: dict, x, y, states0: dict, y0=None,
+                             ) -> tuple[float, dict]:
+    """Loss and gradients (every parameter, ``{state}_0`` for every free initial state,
+    ``x``) by torch.autograd on :func:`_composed_loss` (float64 tensors in, numpy out)."""
+    p = {k: _leaf(v) for k, v in params.items()}
+    s0 = {k: _leaf(v) for k, v in states0.items()}
+    x = _leaf(x)
+    loss = _composed_loss(spec, p, x, y, s0, y0)
+    loss.backward()
+    grads = {k: _grad(v) for k, v in p.items()}
+    grads.update({f"{k}_0": _grad(v) for k, v in s0.items()})
+    grads["x"] = _grad(x)
+    return float(loss.detach()), grads
+
+
+def _composed_nn(spec: Spec, params: dict, stage: str, width: int):
+    """torch.nn.RNN/LSTM/GRU (bidirectional as the spec) holding the stage's parameters
+    (torch's names: weight_ih_l0, weight_ih_l0_reverse, weight_ih_l1, ...), and the map
+    ours → theirs; None where torch.nn has no such module."""
+    made = REFERENCE_CELLS[spec.cell].nn(spec) if spec.layout == "torch" else None
+    if made is None:
+        return None
+    cls, kwargs = made
+    names = {n + stage + _suffix(k) + d: f"{n}_l{k}{d}" for k in range(spec.num_layers)
+             for d in _directions(spec) for n in _STACKS
+             if n + stage + _suffix(k) + d in params}
+    with torch.random.fork_rng(devices=[]), torch.no_grad():  # its random init: overwritten
+        rnn = cls(width, spec.hidden_size, num_layers=spec.num_layers, bias=spec.bias,
+                  batch_first=True, bidirectional=spec.bidirectional, dtype=torch.float64,
+                  **kwargs)
+        for ours, theirs in names.items():
+            getattr(rnn, theirs).copy_(params[ours])
+    return rnn, names
+
+
+def _pack(spec: Spec, states: dict):
+    """torch.nn's initial state: (L·directions, B, H) per cell state, h then c."""
+    own = REFERENCE_CELLS[spec.cell].states
+    packed = tuple(torch.stack([states[s + _suffix(k) + d] for k in range(spec.num_layers)
+                                for d in _directions(spec)]) for s in own)
+    return packed if len(own) > 1 else packed[0]
+
+
+def composed_torch_nn_grads(spec: Spec, params: dict, x, y, states0: dict, y0=None,
+                            ) -> tuple[float, dict] | None:
+    """Loss and gradients of torch.nn.RNN/LSTM/GRU(num_layers, bidirectional) with the
+    same weights (two modules, encoder and decoder, for encoder_decoder), the same head
+    and loss; torch layout only, None where no torch.nn module matches."""
+    enc = _composed_nn(spec, params, "", spec.input_size)
+    dec = (_composed_nn(spec, params, "_dec", spec.output_size)
+           if spec.topology == "encoder_decoder" else None)
+    if enc is None:
+        return None
+    head = {k: _leaf(params[k]) for k in ("W_hy", "W_hy_rev", "b_y") if k in params}
+    s0 = {k: _leaf(v) for k, v in states0.items()}
+    x = _leaf(x)
+    T = y.shape[1] if spec.topology == "one_to_many" else x.shape[1]
+    out, last = enc[0](torch.stack(_sequence(spec, x, T), dim=1), _pack(spec, s0))
+    if dec is not None:
+        start = y0 if y0 is not None else torch.zeros_like(y[:, 0])
+        out, _ = dec[0](torch.cat([start[:, None], y[:, :-1]], dim=1), last)
+    W = _columns(head, "W_hy", "W_hy_rev")  # noqa: N806
+    total = 0
+    for t in range(1, out.shape[1] + 1):
+        target = _target(spec, y, t, out.shape[1])
+        if target is not None:
+            total = total + _step_loss(spec, {"W_hy": W, "b_y": head.get("b_y")},
+                                       out[:, t - 1], target)
+    total.backward()
+    owner = {**{k: getattr(enc[0], v) for k, v in enc[1].items()},
+             **({k: getattr(dec[0], v) for k, v in dec[1].items()} if dec else {}), **head}
+    grads = {k: _grad(owner[k]) for k in params}
+    grads.update({f"{k}_0": _grad(v) for k, v in s0.items()})
+    grads["x"] = _grad(x)
+    return float(total.detach()), grads
+
+
 # ------------------------------------------------------------------ checking
 
 
@@ -487,7 +666,11 @@ def _contract(w: np.ndarray, H: int, norm: float = 0.9) -> np.ndarray:
 
 def _targets(spec: Spec, rng, B: int, T: int) -> np.ndarray:
     O = spec.output_size  # noqa: E741
-    y_shape = (B, T, O) if spec.topology == "many_to_many" else (B, O)
+    return _random_targets(spec, rng, (B, T, O) if spec.topology == "many_to_many" else (B, O))
+
+
+def _random_targets(spec: Spec, rng, y_shape: tuple) -> np.ndarray:
+    O = spec.output_size  # noqa: E741
     if spec.loss == "cross_entropy":
         return np.eye(O)[rng.integers(0, O, size=y_shape[:-1])]
     if spec.head in ("sigmoid", "softmax"):
@@ -528,6 +711,8 @@ def _compare(oracle: str, gen: dict, ref: dict, tol: float,
     floor = max(1e-3 * max(_finite_max(r) for r in ref.values()), resolution / tol)
     checks = []
     for name in ref:
+        if name not in gen:
+            raise VerificationError(f"the generated gradients lack dL/d{name}")
         g, r = np.asarray(gen[name], dtype=np.float64), np.asarray(ref[name])
         if g.shape != r.shape:
             raise VerificationError(
@@ -580,8 +765,11 @@ def _fd_estimate(shifted, value: np.ndarray, grad, entrywise_max: int, rng):
 
 
 def _finite_differences(module, backend, spec, params, x, y, states0, grads,
-                        entrywise_max: int, seed: int, tol: float) -> list[Check]:
-    state_names = [f"{s}_0" for s in _state_names(spec)]
+                        entrywise_max: int, seed: int, tol: float, state_names=None,
+                        extra: dict | None = None) -> list[Check]:
+    """``state_names``: the names of ``states0`` (default: the single network's);
+    ``extra``: keyword arguments of the module's forward (a composed network's y0)."""
+    state_names = [f"{s}_0" for s in (state_names or _state_names(spec))]
     inputs = {**params, **dict(zip(state_names, states0, strict=True))}
 
     def loss_at(name, value):
@@ -590,7 +778,7 @@ def _finite_differences(module, backend, spec, params, x, y, states0, grads,
         loss, _ = module.forward(conv, _to_backend(backend, x, "float64"),
                                  _to_backend(backend, y, "float64"),
                                  *(_to_backend(backend, given[s], "float64")
-                                   for s in state_names))
+                                   for s in state_names), **(extra or {}))
         return float(loss)
 
     rng = np.random.default_rng(seed + 1)
@@ -618,13 +806,91 @@ def _reference_checks(spec: Spec, params, x, y, states0, grads, tol: dict, optio
     return checks
 
 
+# ------------------------------------------------------------------ checking composed
+
+
+def _composed_recurrent(spec: Spec, shapes: dict) -> list[str]:
+    """Every parameter multiplying a previous h: weight_hh…, W_h{g}… (any suffix)."""
+    letters = REFERENCE_CELLS[spec.cell].gates
+    return [n for n in shapes if n.startswith("weight_hh")
+            or (n[:3] == "W_h" and n[3:4] in letters and n[4:5] in ("", "_"))]
+
+
+def _composed_data(spec: Spec, module: ModuleType, T: int, T_out: int, B: int, seed: int):
+    """Parameters, x, y, the free initial states (in the module's STATES order) and y0."""
+    names = composed_state_names(spec)
+    if tuple(module.STATES) != names:
+        raise VerificationError(f"generated module's STATES {tuple(module.STATES)} differ "
+                                f"from the reference's {names}")
+    rng = np.random.default_rng(seed)
+    H, D, O = spec.hidden_size, spec.input_size, spec.output_size  # noqa: E741,N806
+    shapes = module.PARAM_SHAPES
+    params = {k: rng.normal(scale=0.6, size=s) for k, s in shapes.items()}
+    for name in _composed_recurrent(spec, shapes):
+        params[name] = _contract(params[name], H)
+    if spec.topology == "one_to_many":
+        x, y_shape = rng.normal(size=(B, D)), (B, T, O)
+    elif spec.topology == "encoder_decoder":
+        x, y_shape = rng.normal(size=(B, T, D)), (B, T_out, O)
+    else:
+        x = rng.normal(size=(B, T, D))
+        y_shape = (B, O) if spec.topology == "many_to_one" else (B, T, O)
+    states0 = tuple(rng.normal(scale=0.5, size=(B, H)) for _ in names)
+    y = _random_targets(spec, rng, y_shape)
+    y0 = _random_targets(spec, rng, (B, O)) if spec.topology == "encoder_decoder" else None
+    return params, x, y, states0, y0
+
+
+def _composed_run(module: ModuleType, backend: str, params, x, y, states0, y0, dtype: str):
+    conv = {k: _to_backend(backend, v, dtype) for k, v in params.items()}
+    try:
+        loss, grads = module.loss_and_grad(
+            conv, _to_backend(backend, x, dtype), _to_backend(backend, y, dtype),
+            *(_to_backend(backend, s, dtype) for s in states0),
+            y0=None if y0 is None else _to_backend(backend, y0, dtype), input_grad=True)
+    except (ValueError, IndexError, KeyError, RuntimeError) as err:  # a generated-code bug
+        raise VerificationError(f"the generated loss_and_grad failed on the random data: "
+                                f"{type(err).__name__}: {err}") from err
+    return float(loss), {k: _numpy(v) for k, v in grads.items()}
+
+
+def _composed_checks(spec: Spec, backend: str, module: ModuleType, T: int, T_out: int,
+                     batch: int, dtype: str, seed: int, finite_differences: bool,
+                     entrywise_max: int) -> list[Check]:
+    params, x, y, states0, y0 = _composed_data(spec, module, T, T_out, batch, seed)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # reported below
+        _, grads = _composed_run(module, backend, params, x, y, states0, y0, dtype)
+    tol = TOLERANCES[dtype]
+    names = composed_state_names(spec)
+    t64 = {k: torch.as_tensor(v) for k, v in params.items()}
+    args = (t64, torch.as_tensor(x), torch.as_tensor(y),
+            {n: torch.as_tensor(s) for n, s in zip(names, states0, strict=True)},
+            None if y0 is None else torch.as_tensor(y0))
+    checks = _compare("autograd", grads, composed_reference_grads(spec, *args)[1],
+                      tol["autograd"])
+    nn = composed_torch_nn_grads(spec, *args)
+    if nn is not None:
+        checks += _compare("torch.nn", grads, nn[1], tol["torch.nn"])
+    if finite_differences:
+        if dtype != "float64":
+            _, grads = _composed_run(module, backend, params, x, y, states0, y0, "float64")
+        checks += _finite_differences(module, backend, spec, params, x, y, states0, grads,
+                                      entrywise_max, seed, tol["finite_differences"],
+                                      state_names=names,
+                                      extra={"y0": None if y0 is None else
+                                             _to_backend(backend, y0, "float64")})
+    return checks
+
+
 def verify(spec: Spec, backend: str = "numpy", *, T: int = 7, batch: int = 5,
            dtype: str = "float64", seed: int = 0, tbptt: tuple[int, int] | None = None,
            clip: float | None = None, clip_value: float | None = None,
            finite_differences: bool = True, entrywise_max: int = 32,
-           module: ModuleType | None = None, raise_exception: bool = True) -> Report:
+           module: ModuleType | None = None, raise_exception: bool = True,
+           T_out: int | None = None) -> Report:  # noqa: N803
     """Check the generated gradients of ``spec`` against autograd, torch.nn (torch layout)
-    and finite differences."""
+    and finite differences.  ``T``: the input steps (one_to_many: the output steps);
+    ``T_out``: encoder_decoder's output steps (default max(1, T // 2))."""
     from symrnn.codegen import compile as compile_module
 
     T = check_T(T)
@@ -634,6 +900,16 @@ def verify(spec: Spec, backend: str = "numpy", *, T: int = 7, batch: int = 5,
         raise SymrnnError(f"batch: expected a positive integer, got {batch!r}")
     if module is None:
         module = compile_module(spec, backend, tbptt, clip, clip_value=clip_value)
+    if composed(spec):
+        if tbptt is not None or clip is not None or clip_value is not None:
+            raise SymrnnError("truncated BPTT and clipping are not verified for "
+                              "bidirectional, one_to_many or encoder_decoder networks")
+        T_out = None if spec.topology != "encoder_decoder" else check_T(  # noqa: N806
+            max(1, T // 2) if T_out is None else T_out)
+        checks = _composed_checks(spec, backend, module, T, T_out, batch, dtype, seed,
+                                  finite_differences, entrywise_max)
+        return _conclude(Report(spec, backend, T, batch, dtype, tuple(checks), T_out),
+                         raise_exception)
     params, x, y, states0 = _data(spec, module.PARAM_SHAPES, T, batch, seed)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # reported below
         _, grads = _run(module, backend, params, x, y, states0, dtype)

@@ -476,7 +476,8 @@ def stack_shape(layout: Layout, stack: str) -> tuple[ir.Node, ...]:
     net = layout.net
     reads_x = {sym.name for sym in net.layers[0].params.values()} if \
         net.layers[0].input == "x" else set()
-    if first in reads_x and net.params[first].shape[1] == net.sizes.D:
+    shape = next(p.shape for p in net.param_defs if p.name == first)
+    if first in reads_x and shape[1] == "D":
         return (rows_, N("D"))  # the input width: a layer function reads any
     return (rows_, ir.Num(int(net.params[first].shape[1])))
 

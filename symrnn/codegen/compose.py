@@ -256,9 +256,14 @@ def _input_grad(dx):
     return dx[:, 0]
 
 
-def _run_stage(params, stage, below, initial, caches):
-    """Forward through the layers of one stage; returns the top outputs (B, T, width)."""
+def _run_stage(params, stage, below, initial, caches, masks=None):
+    """Forward through the layers of one stage; returns the top outputs (B, T, width).
+
+    masks[l]: a dropout mask (already scaled by 1/(1 - p)) on layer l's outputs, l below
+    the top, as torch.nn's dropout between layers; None: no dropout."""
     for index in range(NUM_LAYERS):
+        if masks is not None and index > 0:
+            below = below * masks[index - 1]
         outs = []
         for suffix, direction, layer, where in LAYERS:
             if where != stage or layer != index:
@@ -302,9 +307,11 @@ def forward(params, x, y, *initial_states, y0=None):
                   "x": x}}
 
 
-def _back_stage(params, stage, grad_top, caches, grads, final):
+def _back_stage(params, stage, grad_top, caches, grads, final, masks=None):
     """Backward through one stage's layers, top first; returns dL/d(its input sequence)."""
     for index in reversed(range(NUM_LAYERS)):
+        if masks is not None and index < NUM_LAYERS - 1:
+            grad_top = grad_top * masks[index]
         segs = [s for s in LAYERS if s[3] == stage and s[2] == index]
         grad_in = None
         for k, (suffix, direction, _, _) in enumerate(segs):
