@@ -172,8 +172,18 @@ def test_cli_encoder_decoder_json():
     assert data["ok"] and data["T_out"] == 2 and data["T"] == 3
 
 
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("head, loss", [("identity", "mse"), ("softmax", "cross_entropy")])
+def test_one_to_many_feedback(cell, head, loss):
+    """x_(t+1) = yhat_t: the fed output's gradient, against autograd and differences."""
+    spec = Spec(cell=cell, topology="one_to_many", feed="feedback", head=head, loss=loss,
+                num_layers=2 if cell == "lstm" else 1)
+    report = _check(spec, T=4)
+    assert report.ok and {"autograd", "finite_differences"} <= {c.oracle for c in
+                                                               report.checks}
+
+
 @pytest.mark.parametrize("args, message", [
-    (("--topology", "one_to_many", "--feed", "feedback"), "feedback"),
     (("--bidirectional", "--tbptt", "2,2"), "not available"),
     (("--bidirectional", "--clip", "1"), "not available"),
     (("--T-out", "2"), "encoder_decoder only"),

@@ -553,8 +553,26 @@ def _run_stage(spec: Spec, p: dict, stage: str, xs: list, init: dict) -> tuple[l
     return xs, last
 
 
+def _fed_back_loss(spec: Spec, p: dict, x, y, s0: dict):
+    """one_to_many with feedback: x_1 = x, x_{t+1} = ŷ_t; every layer steps once per t."""
+    cell, act = REFERENCE_CELLS[spec.cell], elementwise(spec.activation).torch_impl
+    head = {"W_hy": p["W_hy"], "b_y": p.get("b_y")}
+    state = {k: tuple(s0[s + _suffix(k)] for s in cell.states) for k in range(spec.num_layers)}
+    inp, loss = x, 0
+    for t in range(y.shape[1]):
+        for k in range(spec.num_layers):
+            state[k] = cell.step(act, _gates_at(spec, p, _suffix(k)), state[k], inp)
+            inp = state[k][0]
+        loss = loss + _step_loss(spec, head, inp, y[:, t])
+        z = _affine(inp, head["W_hy"], head.get("b_y"))
+        inp = _HEADS[spec.head](z)
+    return loss
+
+
 def _composed_loss(spec: Spec, p: dict, x, y, s0: dict, y0):
     """L of the composed network (the textbook definition), as a torch scalar."""
+    if spec.feed == "feedback":
+        return _fed_back_loss(spec, p, x, y, s0)
     T = y.shape[1] if spec.topology == "one_to_many" else x.shape[1]
     top, last = _run_stage(spec, p, "", _sequence(spec, x, T), s0)
     if spec.topology == "encoder_decoder":  # teacher forcing from y_0 = y0
@@ -903,7 +921,9 @@ def verify(spec: Spec, backend: str = "numpy", *, T: int = 7, batch: int = 5,
     if composed(spec):
         if tbptt is not None or clip is not None or clip_value is not None:
             raise SymrnnError("truncated BPTT and clipping are not verified for "
-                              "bidirectional, one_to_many or encoder_decoder networks")
+                              "bidirectional, one_to_many or encoder_decoder networks "
+                              "(generated clipping is tested in "
+                              "tests/test_codegen_architectures.py)")
         T_out = None if spec.topology != "encoder_decoder" else check_T(  # noqa: N806
             max(1, T // 2) if T_out is None else T_out)
         checks = _composed_checks(spec, backend, module, T, T_out, batch, dtype, seed,
