@@ -2,7 +2,7 @@
 
 Stages, upstream first (a folder is one stage; so is each top-level module)::
 
-    errors, version → ops → spec → engine → render → codegen → checks
+    errors, version → ops → spec → engine → render → codegen → nn → checks
         → formula → regimes → testing → extend → report → cli → the package root
 
 A module may import its own stage and the stages above it, never one below.
@@ -20,7 +20,7 @@ import symrnn
 ROOT = Path(symrnn.__file__).parent
 
 ORDER = [
-    ("errors", "version"), ("ops",), ("spec",), ("engine",), ("render",), ("codegen",),
+    ("errors", "version"), ("ops",), ("spec",), ("engine",), ("render",), ("codegen",), ("nn",),
     ("checks",), ("formula",), ("regimes",), ("testing",), ("extend",), ("report",),
     ("cli",), ("__init__", "__main__"),
 ]

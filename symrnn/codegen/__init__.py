@@ -83,8 +83,11 @@ def _command(spec: Spec, backend_name: str, options: Options) -> str:
 
 def generate(spec: Spec, backend: str = "numpy", tbptt: tuple[int, int] | None = None,
              clip: float | None = None, *, clip_value: float | None = None,
-             passes: tuple[str, ...] = DEFAULT_PASSES, command: str | None = None) -> str:
-    """The source text of the generated module for ``spec``."""
+             passes: tuple[str, ...] = DEFAULT_PASSES, command: str | None = None,
+             layered: bool = False) -> str:
+    """The source text of the generated module for ``spec``; ``layered``: the composed
+    form (layer functions and wiring) even where one fused loop would do (a plain stack,
+    as :mod:`symrnn.nn` runs it)."""
     target = _backend(backend)
     unknown = [p for p in passes if p not in PASSES]
     if unknown:
@@ -92,7 +95,7 @@ def generate(spec: Spec, backend: str = "numpy", tbptt: tuple[int, int] | None =
 
         raise SymrnnError(f"unknown pass {unknown[0]!r}: expected one of {', '.join(PASSES)}")
     options = Options(tuple(tbptt) if tbptt is not None else None, clip, clip_value)
-    if composed(spec):
+    if layered or composed(spec):
         return _generate_composed(spec, target, options, passes, command)
     low = lower(spec, options)
     command = command or _command(spec, target.name, options)
@@ -127,9 +130,10 @@ def cache_dir() -> Path:
 
 def compile(spec: Spec, backend: str = "numpy", tbptt: tuple[int, int] | None = None,  # noqa: A001
             clip: float | None = None, *, clip_value: float | None = None,
-            passes: tuple[str, ...] = DEFAULT_PASSES) -> ModuleType:
+            passes: tuple[str, ...] = DEFAULT_PASSES, layered: bool = False) -> ModuleType:
     """Generate, write to a real file and import; returns the loaded module."""
-    source = generate(spec, backend, tbptt, clip, clip_value=clip_value, passes=passes)
+    source = generate(spec, backend, tbptt, clip, clip_value=clip_value, passes=passes,
+                      layered=layered)
     digest = hashlib.sha256(source.encode()).hexdigest()[:16]
     name = f"symrnn_gen_{backend}_{digest}"
     path = cache_dir() / f"{name}.py"

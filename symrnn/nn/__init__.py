@@ -1,0 +1,185 @@
+"""Drop-in ``torch.nn.RNN``, ``LSTM`` and ``GRU`` whose backward is the derived BPTT.
+
+``symrnn.nn.LSTM(input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+dropout=0.0, bidirectional=False)`` has torch's parameter names and shapes
+(``weight_ih_l0``, ``weight_hh_l0``, ``bias_ih_l0``, ``bias_hh_l0``, ``_reverse``),
+loads a ``torch.nn.LSTM`` state_dict and back, and is called the same way:
+``output, (h_n, c_n) = lstm(input, (h_0, c_0))`` (``RNN``/``GRU``: ``output, h_n``).
+
+The forward and backward are a generated module (:func:`symrnn.compile` of the
+bidirectional/stacked spec, layout 'torch': its layer functions and wiring,
+``_run_stage``/``_back_stage``), compiled once per configuration and cached; an
+``autograd.Function`` returns the gradients of the input, the initial states and every
+parameter, so the module composes with any layers and loss.  ``dropout`` between layers
+draws a Bernoulli mask with ``torch.rand`` (torch.nn's distribution, not its draws).
+``GRU(reset="after")`` is torch's cell (and cuDNN's); ``reset="before"`` is Cho et
+al.'s (symrnn's ``gru_v1``, no torch counterpart).  Packed sequences are not supported.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+
+from symrnn.codegen import compile as compile_module
+from symrnn.errors import SpecError
+from symrnn.spec import Spec
+
+__all__ = ["RNN", "LSTM", "GRU"]
+
+
+@functools.lru_cache(maxsize=64)
+def _module(cell: str, activation: str, input_size: int, hidden_size: int, num_layers: int,
+            bias: bool, bidirectional: bool):
+    """The generated torch module of this configuration (its layer functions and wiring;
+    the head it also has is not used here)."""
+    spec = Spec(cell=cell, activation=activation, layout="torch", hidden_size=hidden_size,
+                input_size=input_size, output_size=1, num_layers=num_layers, bias=bias,
+                bidirectional=bidirectional)
+    return compile_module(spec, "torch", layered=True)
+
+
+def _ours(name: str) -> str:
+    """torch's parameter name → the generated module's (layer 0 carries no suffix)."""
+    return name.replace("_l0", "")
+
+
+class _Stack(torch.autograd.Function):
+    """(x, h0, c0, *weights) → (output, h_n, c_n) through the generated layer functions."""
+
+    @staticmethod
+    def forward(ctx, owner, x, h0, c0, *weights):
+        mod = owner._compiled()
+        params = dict(zip(owner._ours, weights, strict=True))
+        initial = owner._initial(h0, c0)
+        caches: dict = {}
+        masks = owner._masks(x)
+        top = mod._run_stage(params, "", x, initial, caches, masks)
+        ctx.owner, ctx.params, ctx.caches, ctx.masks = owner, params, caches, masks
+        h_n = torch.stack([caches[s]["HS"][-1] for s in owner._suffixes])
+        c_n = torch.stack([caches[s]["CS"][-1] for s in owner._suffixes]) \
+            if owner._cell == "lstm" else h_n.new_zeros(0)
+        return top, h_n, c_n
+
+    @staticmethod
+    def backward(ctx, grad_out, grad_hn, grad_cn):
+        owner, mod = ctx.owner, ctx.owner._compiled()
+        final = {}
+        for k, suffix in enumerate(owner._suffixes):
+            final[suffix] = {"h": grad_hn[k].contiguous()}
+            if owner._cell == "lstm":
+                final[suffix]["c"] = grad_cn[k].contiguous()
+        grads: dict = {}
+        dx = mod._back_stage(ctx.params, "", grad_out.contiguous(), ctx.caches, grads, final,
+                             ctx.masks)
+        d_h0 = torch.stack([grads["h" + s + "_0"] for s in owner._suffixes]) \
+            if ctx.needs_input_grad[2] else None
+        d_c0 = torch.stack([grads["c" + s + "_0"] for s in owner._suffixes]) \
+            if ctx.needs_input_grad[3] else None
+        return (None, dx, d_h0, d_c0, *(grads[n] for n in owner._ours))
+
+
+class _RNNBase(torch.nn.Module):
+    """torch.nn.RNNBase's constructor, parameters and call, symrnn's gradients."""
+
+    _cell = "elman"
+    _gates = 1
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
+                 bidirectional: bool = False, device=None, dtype=None,
+                 activation: str = "tanh"):
+        super().__init__()
+        if not 0.0 <= float(dropout) < 1.0:
+            raise SpecError(f"dropout must be in [0, 1), got {dropout!r}")
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        self.bias, self.batch_first, self.dropout = bias, batch_first, float(dropout)
+        self.bidirectional, self._activation = bidirectional, activation
+        self._compiled()  # validate the configuration now (a SpecError names the problem)
+        directions = ("", "_reverse") if bidirectional else ("",)
+        self._suffixes = tuple(("" if k == 0 else f"_l{k}") + d for k in range(num_layers)
+                               for d in directions)
+        shapes = self._compiled().PARAM_SHAPES
+        factory = {"device": device, "dtype": dtype}
+        self._names = []
+        for k in range(num_layers):
+            for d in directions:
+                for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                    name = f"{kind}_l{k}{d}"
+                    if _ours(name) in shapes:
+                        value = torch.empty(shapes[_ours(name)], **factory)
+                        self.register_parameter(name, torch.nn.Parameter(value))
+                        self._names.append(name)
+        self._ours = tuple(_ours(n) for n in self._names)
+        self.reset_parameters()
+
+    def _compiled(self):
+        return _module(self._cell, self._activation, self.input_size, self.hidden_size,
+                       self.num_layers, self.bias, self.bidirectional)
+
+    def reset_parameters(self) -> None:
+        """U(−1/√H, 1/√H) for every parameter, as torch.nn does."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        with torch.no_grad():
+            for name in self._names:
+                getattr(self, name).uniform_(-bound, bound)
+
+    def _initial(self, h0, c0) -> dict:
+        out = {}
+        for k, suffix in enumerate(self._suffixes):
+            if h0 is not None:
+                out["h" + suffix] = h0[k]
+            if c0 is not None:
+                out["c" + suffix] = c0[k]
+        return out
+
+    def _masks(self, x):
+        if not (self.training and self.dropout > 0 and self.num_layers > 1):
+            return None
+        width = self.hidden_size * (2 if self.bidirectional else 1)
+        keep = 1.0 - self.dropout
+        return [(torch.rand(x.shape[0], x.shape[1], width, device=x.device, dtype=x.dtype)
+                 < keep).to(x.dtype) / keep for _ in range(self.num_layers - 1)]
+
+    def forward(self, input, hx=None):  # noqa: A002 - torch's argument name
+        x = input if self.batch_first else input.transpose(0, 1)
+        h0, c0 = (hx if isinstance(hx, tuple) else (hx, None)) if hx is not None else (None,
+                                                                                        None)
+        weights = [getattr(self, n) for n in self._names]
+        out, h_n, c_n = _Stack.apply(self, x.contiguous(), h0, c0, *weights)
+        out = out if self.batch_first else out.transpose(0, 1)
+        return (out, (h_n, c_n)) if self._cell == "lstm" else (out, h_n)
+
+
+class RNN(_RNNBase):
+    """torch.nn.RNN: h_t = tanh or relu(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
+                 dropout: float = 0.0, bidirectional: bool = False, device=None, dtype=None):
+        if nonlinearity not in ("tanh", "relu"):
+            raise SpecError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, device, dtype, activation=nonlinearity)
+
+
+class LSTM(_RNNBase):
+    """torch.nn.LSTM: gates i, f, g, o; forward returns (output, (h_n, c_n))."""
+
+    _cell = "lstm"
+
+
+class GRU(_RNNBase):
+    """torch.nn.GRU (reset="after", torch's) or Cho et al.'s GRU (reset="before")."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
+                 bidirectional: bool = False, device=None, dtype=None, reset: str = "after"):
+        if reset not in ("after", "before"):
+            raise SpecError(f"reset must be 'after' (torch's) or 'before' (Cho et al.'s), "
+                            f"got {reset!r}")
+        self._cell = "gru" if reset == "after" else "gru_v1"
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, device, dtype)
