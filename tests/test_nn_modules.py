@@ -14,11 +14,12 @@ TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-5}
 
 
 def _pair(kind: str, D: int, H: int, layers: int, bidirectional: bool, batch_first: bool,  # noqa: N803
-          bias: bool, dtype, **extra):
+          bias: bool, dtype, backend: str = "auto", **extra):
     ref = getattr(torch.nn, kind)(D, H, num_layers=layers, bias=bias, batch_first=batch_first,
                                   bidirectional=bidirectional, dtype=dtype, **extra)
     ours = getattr(snn, kind)(D, H, num_layers=layers, bias=bias, batch_first=batch_first,
-                              bidirectional=bidirectional, dtype=dtype, **extra)
+                              bidirectional=bidirectional, dtype=dtype, backend=backend,
+                              **extra)
     ours.load_state_dict(ref.state_dict())
     return ref, ours
 
@@ -32,9 +33,10 @@ def _run(module, x, hx, weights):
     return out, finals, torch.autograd.grad(loss, leaves)
 
 
-def _assert_same(kind, D, H, layers, bidirectional, batch_first, bias, T, B, dtype, seed):  # noqa: N803
+def _assert_same(kind, D, H, layers, bidirectional, batch_first, bias, T, B, dtype, seed,  # noqa: N803
+                 backend="auto"):
     torch.manual_seed(seed)
-    ref, ours = _pair(kind, D, H, layers, bidirectional, batch_first, bias, dtype)
+    ref, ours = _pair(kind, D, H, layers, bidirectional, batch_first, bias, dtype, backend)
     shape = (B, T, D) if batch_first else (T, B, D)
     x = torch.randn(shape, dtype=dtype, requires_grad=True)
     n = layers * (2 if bidirectional else 1)
@@ -65,9 +67,11 @@ def test_equal_to_torch_nn(kind, D, H, layers, bidirectional, batch_first, bias,
     _assert_same(kind, D, H, layers, bidirectional, batch_first, bias, T, B, dtype, seed)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
 @pytest.mark.parametrize("kind", ["RNN", "LSTM", "GRU"])
-def test_two_layer_bidirectional_equal_to_torch_nn(kind):
-    _assert_same(kind, 3, 4, 2, True, True, True, 6, 3, torch.float64, 0)
+def test_two_layer_bidirectional_equal_to_torch_nn(kind, backend):
+    """Both generated backends (auto picks NumPy on the CPU)."""
+    _assert_same(kind, 3, 4, 2, True, True, True, 6, 3, torch.float64, 0, backend)
 
 
 def test_relu_rnn_equal_to_torch_nn():

@@ -10,7 +10,9 @@ The forward and backward are a generated module (:func:`symrnn.compile` of the
 bidirectional/stacked spec, layout 'torch': its layer functions and wiring,
 ``_run_stage``/``_back_stage``), compiled once per configuration and cached; an
 ``autograd.Function`` returns the gradients of the input, the initial states and every
-parameter, so the module composes with any layers and loss.  ``dropout`` between layers
+parameter, so the module composes with any layers and loss.  ``backend``: 'auto' (the
+generated NumPy functions on the CPU, on zero-copy views; torch's on a GPU), 'numpy' or
+'torch'.  ``dropout`` between layers
 draws a Bernoulli mask with ``torch.rand`` (torch.nn's distribution, not its draws).
 ``GRU(reset="after")`` is torch's cell (and cuDNN's); ``reset="before"`` is Cho et
 al.'s (symrnn's ``gru_v1``, no torch counterpart).  Packed sequences are not supported.
@@ -21,6 +23,7 @@ from __future__ import annotations
 import functools
 import math
 
+import numpy as np
 import torch
 
 from symrnn.codegen import compile as compile_module
@@ -32,13 +35,13 @@ __all__ = ["RNN", "LSTM", "GRU"]
 
 @functools.lru_cache(maxsize=64)
 def _module(cell: str, activation: str, input_size: int, hidden_size: int, num_layers: int,
-            bias: bool, bidirectional: bool):
-    """The generated torch module of this configuration (its layer functions and wiring;
-    the head it also has is not used here)."""
+            bias: bool, bidirectional: bool, backend: str):
+    """The generated module of this configuration (its layer functions and wiring; the
+    head it also has is not used here)."""
     spec = Spec(cell=cell, activation=activation, layout="torch", hidden_size=hidden_size,
                 input_size=input_size, output_size=1, num_layers=num_layers, bias=bias,
                 bidirectional=bidirectional)
-    return compile_module(spec, "torch", layered=True)
+    return compile_module(spec, backend, layered=True)
 
 
 def _ours(name: str) -> str:
@@ -46,39 +49,62 @@ def _ours(name: str) -> str:
     return name.replace("_l0", "")
 
 
+class _Arrays:
+    """Tensors in and out of one generated backend: NumPy views of CPU tensors (no copy),
+    or the tensors themselves for the torch backend."""
+
+    def __init__(self, numpy: bool):
+        self.numpy = numpy
+
+    def into(self, t):
+        if t is None:
+            return None
+        return t.detach().contiguous().numpy() if self.numpy else t.contiguous()
+
+    def out(self, a):
+        return torch.from_numpy(np.ascontiguousarray(a)) if self.numpy else a
+
+    def stack(self, arrays):
+        return self.out(np.stack(arrays)) if self.numpy else torch.stack(arrays)
+
+
 class _Stack(torch.autograd.Function):
     """(x, h0, c0, *weights) → (output, h_n, c_n) through the generated layer functions."""
 
     @staticmethod
     def forward(ctx, owner, x, h0, c0, *weights):
-        mod = owner._compiled()
-        params = dict(zip(owner._ours, weights, strict=True))
-        initial = owner._initial(h0, c0)
+        arrays = _Arrays(owner._use_numpy(x))
+        mod = owner._compiled("numpy" if arrays.numpy else "torch")
+        params = {n: arrays.into(w) for n, w in zip(owner._ours, weights, strict=True)}
+        initial = owner._initial(arrays.into(h0), arrays.into(c0))
         caches: dict = {}
         masks = owner._masks(x)
-        top = mod._run_stage(params, "", x, initial, caches, masks)
+        masks = None if masks is None else [arrays.into(m) for m in masks]
+        top = mod._run_stage(params, "", arrays.into(x), initial, caches, masks)
         ctx.owner, ctx.params, ctx.caches, ctx.masks = owner, params, caches, masks
-        h_n = torch.stack([caches[s]["HS"][-1] for s in owner._suffixes])
-        c_n = torch.stack([caches[s]["CS"][-1] for s in owner._suffixes]) \
+        ctx.arrays, ctx.mod = arrays, mod
+        h_n = arrays.stack([caches[s]["HS"][-1] for s in owner._suffixes])
+        c_n = arrays.stack([caches[s]["CS"][-1] for s in owner._suffixes]) \
             if owner._cell == "lstm" else h_n.new_zeros(0)
-        return top, h_n, c_n
+        return arrays.out(top), h_n, c_n
 
     @staticmethod
     def backward(ctx, grad_out, grad_hn, grad_cn):
-        owner, mod = ctx.owner, ctx.owner._compiled()
+        owner, arrays = ctx.owner, ctx.arrays
         final = {}
         for k, suffix in enumerate(owner._suffixes):
-            final[suffix] = {"h": grad_hn[k].contiguous()}
+            final[suffix] = {"h": arrays.into(grad_hn[k])}
             if owner._cell == "lstm":
-                final[suffix]["c"] = grad_cn[k].contiguous()
+                final[suffix]["c"] = arrays.into(grad_cn[k])
         grads: dict = {}
-        dx = mod._back_stage(ctx.params, "", grad_out.contiguous(), ctx.caches, grads, final,
-                             ctx.masks)
-        d_h0 = torch.stack([grads["h" + s + "_0"] for s in owner._suffixes]) \
+        dx = ctx.mod._back_stage(ctx.params, "", arrays.into(grad_out), ctx.caches, grads,
+                                 final, ctx.masks)
+        d_h0 = arrays.stack([grads["h" + s + "_0"] for s in owner._suffixes]) \
             if ctx.needs_input_grad[2] else None
-        d_c0 = torch.stack([grads["c" + s + "_0"] for s in owner._suffixes]) \
+        d_c0 = arrays.stack([grads["c" + s + "_0"] for s in owner._suffixes]) \
             if ctx.needs_input_grad[3] else None
-        return (None, dx, d_h0, d_c0, *(grads[n] for n in owner._ours))
+        return (None, arrays.out(dx), d_h0, d_c0,
+                *(arrays.out(grads[n]) for n in owner._ours))
 
 
 class _RNNBase(torch.nn.Module):
@@ -90,8 +116,11 @@ class _RNNBase(torch.nn.Module):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
                  bidirectional: bool = False, device=None, dtype=None,
-                 activation: str = "tanh"):
+                 activation: str = "tanh", backend: str = "auto"):
         super().__init__()
+        if backend not in ("auto", "numpy", "torch"):
+            raise SpecError(f"backend must be 'auto', 'numpy' or 'torch', got {backend!r}")
+        self.backend = backend
         if not 0.0 <= float(dropout) < 1.0:
             raise SpecError(f"dropout must be in [0, 1), got {dropout!r}")
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
@@ -115,9 +144,16 @@ class _RNNBase(torch.nn.Module):
         self._ours = tuple(_ours(n) for n in self._names)
         self.reset_parameters()
 
-    def _compiled(self):
+    def _compiled(self, backend: str = "torch"):
         return _module(self._cell, self._activation, self.input_size, self.hidden_size,
-                       self.num_layers, self.bias, self.bidirectional)
+                       self.num_layers, self.bias, self.bidirectional, backend)
+
+    def _use_numpy(self, x) -> bool:
+        """backend 'auto': the NumPy functions on the CPU (fewer calls per step), torch's
+        on a GPU."""
+        if self.backend == "auto":
+            return x.device.type == "cpu"
+        return self.backend == "numpy"
 
     def reset_parameters(self) -> None:
         """U(−1/√H, 1/√H) for every parameter, as torch.nn does."""
@@ -158,11 +194,13 @@ class RNN(_RNNBase):
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
-                 dropout: float = 0.0, bidirectional: bool = False, device=None, dtype=None):
+                 dropout: float = 0.0, bidirectional: bool = False, device=None, dtype=None,
+                 backend: str = "auto"):
         if nonlinearity not in ("tanh", "relu"):
             raise SpecError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, device, dtype, activation=nonlinearity)
+                         bidirectional, device, dtype, activation=nonlinearity,
+                         backend=backend)
 
 
 class LSTM(_RNNBase):
@@ -176,10 +214,11 @@ class GRU(_RNNBase):
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
-                 bidirectional: bool = False, device=None, dtype=None, reset: str = "after"):
+                 bidirectional: bool = False, device=None, dtype=None, reset: str = "after",
+                 backend: str = "auto"):
         if reset not in ("after", "before"):
             raise SpecError(f"reset must be 'after' (torch's) or 'before' (Cho et al.'s), "
                             f"got {reset!r}")
         self._cell = "gru" if reset == "after" else "gru_v1"
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, device, dtype)
+                         bidirectional, device, dtype, backend=backend)
