@@ -22,6 +22,7 @@ from pathlib import Path
 from symrnn.checks.verify import codegen_section
 from symrnn.engine.derive import derive
 from symrnn.formula.report import formula_section
+from symrnn.nn.training import training_section
 from symrnn.regimes.section import regimes_section
 from symrnn.render.describe import recurrence_text, unrolled_text
 from symrnn.render.files import atomic_folder
@@ -46,6 +47,7 @@ SECTIONS: list[tuple[str, Section]] = [
     ("regimes", regimes_section),
     ("formula check", formula_section),
     ("codegen", codegen_section),
+    ("training", training_section),
 ]
 
 

@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 
 import symrnn.nn as snn
 from symrnn.errors import SpecError
+from symrnn.nn.training import compare, training_section
+from symrnn.spec import Spec
 
 TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-5}
 
@@ -164,49 +166,16 @@ def test_cuda_equal_to_torch_nn(dtype):
         torch.testing.assert_close(a, b, atol=TOLERANCE[dtype], rtol=TOLERANCE[dtype])
 
 
-TEXT = ("the quick brown fox jumps over the lazy dog; "
-        "pack my box with five dozen liquor jugs. ") * 4
-"""A small character-level task: predict the next character."""
-
-
-def _char_model(recurrent):
-    torch.manual_seed(0)
-    vocab = sorted(set(TEXT))
-    model = torch.nn.ModuleDict({
-        "embed": torch.nn.Embedding(len(vocab), 8, dtype=torch.float64),
-        "rnn": recurrent(8, 16, num_layers=2, batch_first=True, dtype=torch.float64),
-        "out": torch.nn.Linear(16, len(vocab), dtype=torch.float64),
-    })
-    ids = torch.tensor([vocab.index(c) for c in TEXT])
-    return model, ids, len(vocab)
-
-
-def _train(model, ids, steps: int = 200, T: int = 12, B: int = 4) -> list[float]:
-    """Adam on next-character cross-entropy; the same batches for every model."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
-    gen = torch.Generator().manual_seed(1)
-    losses = []
-    for _ in range(steps):
-        starts = torch.randint(0, len(ids) - T - 1, (B,), generator=gen)
-        x = torch.stack([ids[s:s + T] for s in starts])
-        y = torch.stack([ids[s + 1:s + T + 1] for s in starts])
-        out, _ = model["rnn"](model["embed"](x))
-        loss = torch.nn.functional.cross_entropy(model["out"](out).reshape(B * T, -1),
-                                                 y.reshape(-1))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    return losses
-
-
 def test_training_curve_equals_torch_nn():
     """Embedding → LSTM (2 layers) → Linear trained by Adam for 200 steps: the loss curve
     of symrnn.nn.LSTM equals torch.nn.LSTM's step for step (float64, 1e-8 relative)."""
-    ours, ids, _ = _char_model(snn.LSTM)
-    theirs, _, _ = _char_model(torch.nn.LSTM)
-    theirs.load_state_dict(ours.state_dict())
-    a, b = _train(ours, ids), _train(theirs, ids)
-    assert a[-1] < 0.6 * a[0]  # it learns
-    worst = max(abs(x - y) / abs(y) for x, y in zip(a, b, strict=True))
+    ours, theirs = compare("lstm", steps=200)
+    assert ours[-1] < 0.6 * ours[0]  # it learns
+    worst = max(abs(a - b) / abs(b) for a, b in zip(ours, theirs, strict=True))
     assert worst < 1e-8, worst
+
+
+def test_training_section_draws_both_curves(tmp_path):
+    text = training_section(Spec(cell="gru"), tmp_path)
+    assert "largest relative difference" in text and (tmp_path / "training.png").stat().st_size
+    assert "no torch.nn counterpart" in training_section(Spec(cell="gru_v1"), tmp_path)
