@@ -33,6 +33,14 @@ gru-v1-candidate-update-gate       GRU v1: n_t = tanh(W_hn (u⊙h) + W_xn x + b_
 torch-layout-recurrent-bias-lost   layout torch: affine drops b_h{g} (b_x{g} only)
 stack-layer-reads-input            num_layers 2: layer 1 reads x_t, not h_t below
 stack-layer-reads-previous-step    num_layers 2: layer 1 reads h_{t−1} below, not h_t
+reverse-layer-reads-previous-step  bidirectional: the reverse layer reads s_{t−1}, not s_{t+1}
+feedback-input-read-as-data        one_to_many feedback: x_t data, not ŷ_{t−1}
+decoder-starts-from-first-encoder-state
+                                   encoder_decoder: h_dec_0 = h_1 (c_1, …), not h_T
+decoder-starts-from-zeros          encoder_decoder: h_dec_0 = 0, not h_T
+rolled-cross-dropped               Recurrence: δ_t lacks what the layer above sends
+rolled-final-dropped               Recurrence: an encoder's δ_T lacks the decoder's part
+rolled-first-step-dropped          Recurrence: one_to_many's step-1 summands lost
 =================================  ==========================================
 """
 
@@ -42,7 +50,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sympy import MatrixSymbol, Rational
+from sympy import MatrixSymbol, Rational, ZeroMatrix
 
 import symrnn.ops
 from symrnn.engine import cells, derive, graph, rules
@@ -72,6 +80,8 @@ class Mutation:
     """The rule-table key it breaks (then tests/test_rules.py must catch it), if any."""
     spec: Spec | None = None
     T: int = 2
+    T_out: int | None = None
+    """An encoder–decoder's decoder steps (None: T)."""
     proof: str = "unrolled"
     """Which proof must fail: 'unrolled' (prove_unrolled) or 'rolled' (prove_rolled)."""
     expect: tuple[tuple[str, tuple], ...] = ()
@@ -150,25 +160,53 @@ def _keep_last_contribution(mp) -> None:
     mp.setattr(derive.Backprop, "_push", _push)
 
 
-def _drop_carry(mp) -> None:
-    right = derive.derive_recurrence
+def _patch_recurrence(change: Callable) -> Callable:
+    """derive_recurrence with ``change(rec)`` applied to its result (also where the proof
+    imported the name)."""
 
-    def derive_recurrence(spec):
-        rec = right(spec)
-        return dataclasses.replace(
-            rec,
-            carry={s: None for s in rec.carry},
-            deltas={s: (sym, rec.local[s]) for s, (sym, _) in rec.deltas.items()},
-        )
+    def apply(mp) -> None:
+        right = derive.derive_recurrence
 
-    mp.setattr(derive, "derive_recurrence", derive_recurrence)
-    # modules that imported the name directly (the proof) see the broken one too
-    import sys
+        def derive_recurrence(spec):
+            return change(right(spec))
 
-    for module in list(sys.modules.values()):
-        name = getattr(module, "__name__", "") or ""
-        if name.startswith("symrnn.") and getattr(module, "derive_recurrence", None) is right:
-            mp.setattr(module, "derive_recurrence", derive_recurrence)
+        mp.setattr(derive, "derive_recurrence", derive_recurrence)
+        # modules that imported the name directly (the proof) see the broken one too
+        import sys
+
+        for module in list(sys.modules.values()):
+            name = getattr(module, "__name__", "") or ""
+            if name.startswith("symrnn.") and getattr(module, "derive_recurrence", None) is right:
+                mp.setattr(module, "derive_recurrence", derive_recurrence)
+
+    return apply
+
+
+def _without_carry(rec):
+    return dataclasses.replace(
+        rec,
+        carry={s: None for s in rec.carry},
+        deltas={s: (sym, rec.local[s]) for s, (sym, _) in rec.deltas.items()},
+    )
+
+
+_drop_carry = _patch_recurrence(_without_carry)
+
+
+def _without_cross(rec):
+    """δ_t = local + carry: what the layer above sends at step t dropped."""
+    return dataclasses.replace(rec, cross={}, deltas={
+        s: (sym, add(rec.local[s], rec.carry[s])) for s, (sym, _) in rec.deltas.items()})
+
+
+def _without_final(rec):
+    """An encoder's δ_T without what the decoder sends back through its initial states."""
+    return dataclasses.replace(rec, final={})
+
+
+def _without_first_step(rec):
+    """The summands of step 1 taken from the generic step (W_x of zero later inputs: 0)."""
+    return dataclasses.replace(rec, first_step={})
 
 
 def _cell(name: str, step) -> Callable:
@@ -247,6 +285,46 @@ def _stack_input(wrong: str) -> Callable:
 
     def apply(mp) -> None:
         mp.setattr(graph.Network, "layer_equations", layer_equations)
+
+    return apply
+
+
+def _reverse_reads_previous(mp) -> None:
+    """Network.previous: a reverse layer's step t reads its state at t−1 (the initial
+    state at t = 1), as a forward layer would, instead of at t+1."""
+    original = graph.Network.previous
+
+    def previous(self, time, T=None, stage=...):
+        out = original(self, time, T, stage)
+        for s, now in self.state_symbols(time, stage).items():
+            if self.direction_of(s) < 0:  # the break: t − 1 for the reverse direction
+                first = time == 1
+                out[s] = self.initial_states[s] if first else timed(s, time - 1, now.shape[0])
+        return out
+
+    mp.setattr(graph.Network, "previous", previous)
+
+
+def _feedback_as_data(mp) -> None:
+    """Network.input_equations: no x_t = ŷ_{t−1}, so x_t is read as data (the gradient
+    no longer flows back through the fed output)."""
+    mp.setattr(graph.Network, "input_equations", lambda self, time: [])
+
+
+def _decoder_context(source: str) -> Callable:
+    """Network._context: the decoder starts from the encoder's first state h_1 (c_1, …)
+    ('first') or from zeros ('zeros'), not from its final state h_T."""
+
+    def context(self, T):
+        eqs = []
+        for dec, enc in self.contexts.items():
+            init = self.initial_states[dec]
+            value = ZeroMatrix(*init.shape) if source == "zeros" else timed(enc, 1, *init.shape)
+            eqs.append(graph.Equation(init, value, "context", 0))  # the break
+        return graph.Group(tuple(eqs))
+
+    def apply(mp) -> None:
+        mp.setattr(graph.Network, "_context", context)
 
     return apply
 
@@ -375,6 +453,69 @@ MUTATIONS: tuple[Mutation, ...] = (
              expect=(("forward c_l1_1", (0, 0)), ("delta^h_1", (0, 0)), ("W_xi", (0, 0)),
                      ("W_xf_l1", (0, 0)), ("h_0", (0, 0))),
              untouched=("forward h_1", "forward c_2", "delta^h_2", "delta^c_2")),
+    Mutation("reverse-layer-reads-previous-step",
+             "Network.previous: a bidirectional net's reverse layer reads its state at "
+             "t-1 (the initial state at t=1) instead of t+1",
+             _reverse_reads_previous, None,
+             Spec(hidden_size=1, input_size=1, output_size=1, bidirectional=True), T=2,
+             expect=(("forward h_reverse_1", (0, 0)), ("forward h_reverse_2", (0, 0)),
+                     ("W_hh_reverse", (0, 0)), ("h_reverse_0", (0, 0)), ("W_hy", (0, 0))),
+             untouched=("forward h_1", "forward h_2")),
+    Mutation("feedback-input-read-as-data",
+             "Network.input_equations: one_to_many feedback without x_t = yhat_(t-1), so "
+             "x_t is data and no gradient flows back through the fed output",
+             _feedback_as_data, None,
+             Spec(hidden_size=2, input_size=1, output_size=1, topology="one_to_many",
+                  feed="feedback"), T=2,
+             expect=(("forward h_2", (0, 0)), ("forward L_2", (0, 0)), ("W_xh", (1, 0)),
+                     ("W_hy", (0, 1)), ("h_0", (0, 0))),
+             untouched=("forward h_1", "forward L_1")),
+    Mutation("decoder-starts-from-first-encoder-state",
+             "Network._context: the decoder starts from the encoder's h_1, c_1 instead of "
+             "its final h_T, c_T (LSTM, 2 layers)",
+             _decoder_context("first"), None,
+             Spec(cell="lstm", hidden_size=1, input_size=1, output_size=1,
+                  topology="encoder_decoder", num_layers=2), T=2, T_out=3,
+             expect=(("forward h_dec_1", (0, 0)), ("forward c_dec_l1_1", (0, 0)),
+                     ("forward L_3", (0, 0)), ("W_hf", (0, 0)), ("W_xi_l1", (0, 0)),
+                     ("c_0", (0, 0)), ("W_hy", (0, 0))),
+             untouched=("forward h_1", "forward c_2", "forward h_l1_2")),
+    Mutation("decoder-starts-from-zeros",
+             "Network._context: the decoder starts from zeros instead of the encoder's final "
+             "states (no gradient reaches the encoder)",
+             _decoder_context("zeros"), None,
+             Spec(hidden_size=2, input_size=1, output_size=1, topology="encoder_decoder"),
+             T=3, T_out=2,
+             expect=(("forward h_dec_1", (0, 0)), ("W_hh", (0, 1)), ("W_xh", (1, 0)),
+                     ("h_0", (0, 0)), ("W_hh_dec", (1, 1))),
+             untouched=("forward h_1", "forward h_3")),
+    Mutation("rolled-cross-dropped",
+             "derive_recurrence: delta_t = local + carry, without what the layer above sends "
+             "at step t (bidirectional, 2 layers)",
+             _patch_recurrence(_without_cross), None,
+             Spec(hidden_size=1, input_size=1, output_size=1, bidirectional=True,
+                  num_layers=2), T=2, proof="rolled",
+             expect=(("delta^h_1", (0, 0)), ("delta^h_reverse_2", (0, 0)), ("W_xh", (0, 0)),
+                     ("W_hh_reverse", (0, 0)), ("h_0", (0, 0))),
+             untouched=("delta^h_l1_1", "delta^h_l1_reverse_2", "W_hh_l1", "W_xh_rev_l1",
+                        "W_hy_rev", "b_y")),
+    Mutation("rolled-final-dropped",
+             "derive_recurrence: final = {} (the encoder's delta_T without what the decoder "
+             "sends back)",
+             _patch_recurrence(_without_final), None,
+             Spec(hidden_size=2, input_size=1, output_size=1, topology="encoder_decoder"),
+             T=2, T_out=3, proof="rolled",
+             expect=(("delta^h_2", (0, 0)), ("delta^h_1", (1, 0)), ("W_hh", (0, 0)),
+                     ("h_0", (1, 0))),
+             untouched=("delta^h_dec_1", "delta^h_dec_3", "W_hh_dec", "W_xh_dec", "W_hy")),
+    Mutation("rolled-first-step-dropped",
+             "derive_recurrence: first_step = {} (one_to_many zeros: W_xh's summand at t=1, "
+             "the only one, lost)",
+             _patch_recurrence(_without_first_step), None,
+             Spec(hidden_size=2, input_size=1, output_size=1, topology="one_to_many"),
+             T=2, proof="rolled",
+             expect=(("W_xh", (0, 0)), ("W_xh", (1, 0))),
+             untouched=("delta_1", "delta_2", "W_hh", "b_h", "h_0", "W_hy")),
 )
 
 RULE_MUTATIONS = tuple(m for m in MUTATIONS if m.rule is not None)

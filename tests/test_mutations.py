@@ -41,6 +41,24 @@ stack-layer-reads-input            elman 2 layers        forward h_l1_1[0], L_1[
                                    2/2/1, 2              W_xh_l1[1,0], W_hh[0,0], h_0[1]
 stack-layer-reads-previous-step    lstm 2 layers         forward c_l1_1[0], delta^h_1[0],
                                    1/1/1, 2 rolled       W_xi[0,0], W_xf_l1[0,0], h_0[0]
+reverse-layer-reads-previous-step  elman bidirectional   forward h_reverse_1[0], h_reverse_2[0],
+                                   1/1/1, 2              W_hh_reverse[0,0], h_reverse_0[0],
+                                                         W_hy[0,0]
+feedback-input-read-as-data        elman one_to_many     forward h_2[0], L_2[0], W_xh[1,0],
+                                   feedback 2/1/1, 2     W_hy[0,1], h_0[0]
+decoder-starts-from-first-         lstm 2 layers         forward h_dec_1[0], c_dec_l1_1[0],
+encoder-state                      encoder_decoder       L_3[0], W_hf[0,0], W_xi_l1[0,0],
+                                   1/1/1, T 2, T_out 3   c_0[0], W_hy[0,0]
+decoder-starts-from-zeros          elman encoder_decoder forward h_dec_1[0], W_hh[0,1],
+                                   2/1/1, T 3, T_out 2   W_xh[1,0], h_0[0], W_hh_dec[1,1]
+rolled-cross-dropped               elman bidirectional   delta^h_1[0], delta^h_reverse_2[0],
+                                   2 layers 1/1/1, 2     W_xh[0,0], W_hh_reverse[0,0], h_0[0]
+                                   rolled
+rolled-final-dropped               elman encoder_decoder delta^h_2[0], delta^h_1[1],
+                                   2/1/1, T 2, T_out 3   W_hh[0,0], h_0[1]
+                                   rolled
+rolled-first-step-dropped          elman one_to_many     W_xh[0,0], W_xh[1,0] (summand t=1)
+                                   zeros 2/1/1, 2 rolled
 =================================  ====================  ==================================
 
 (sizes are hidden/input/output.)  Every cell and both layouts have a forward
@@ -50,7 +68,12 @@ their mutations use hidden 2, and at hidden 1 the proof passes, as it must
 (:func:`test_reset_order_is_invisible_at_hidden_size_one`).  A stack has mutations of
 its wiring (layer 1 reading x_t, or the layer below's h_{t−1}, instead of its h_t;
 :func:`test_stack_wiring_mutations_reach_only_the_layers_above`): layer 0's forward
-is untouched, and δ^{h}_T of layer 0 (the head reads layer 1 only) stays 0.
+is untouched, and δ^{h}_T of layer 0 (the head reads layer 1 only) stays 0.  The
+architectures have mutations of their wiring (a reverse layer reading s_{t−1}, the fed-back
+input read as data, a decoder starting from the encoder's first state or from zeros;
+:func:`test_architecture_wiring_mutations_fail_both_proofs`, and at T = 1, where two of
+them are the right network, :func:`test_wiring_breaks_are_invisible_at_one_step`) and of
+the rolled recurrence's new parts (``cross``, ``final``, ``first_step`` dropped).
 
 Each mutation also lists parameters it cannot reach (``untouched``, e.g. W_hy
 for an activation derivative, δ_T for the dropped carry), which must not be
@@ -106,7 +129,7 @@ def test_the_proof_alone_catches_the_mutation(mutation: Mutation, monkeypatch):
         return
     prove = PROOFS[mutation.proof]
     mutation.apply(monkeypatch)
-    result = prove(mutation.spec, mutation.T)
+    result = prove(mutation.spec, mutation.T, mutation.T_out)
     found = _mismatches(result)
     assert not result.ok, f"{mutation.id} ({mutation.doc}): the {mutation.proof} proof passed"
     assert result.mismatches
@@ -144,13 +167,13 @@ def _baselines():
     seen = {}
     for m in MUTATIONS:
         if not m.proof_blind:
-            seen.setdefault((m.proof, m.spec, m.T), m.id)
+            seen.setdefault((m.proof, m.spec, m.T, m.T_out), m.id)
     return [pytest.param(*key, id=f"{key[0]}-{mid}") for key, mid in seen.items()]
 
 
-@pytest.mark.parametrize(("proof", "spec", "T"), _baselines())
-def test_unbroken_engine_passes_the_same_proofs(proof, spec, T):
-    result = PROOFS[proof](spec, T)
+@pytest.mark.parametrize(("proof", "spec", "T", "T_out"), _baselines())
+def test_unbroken_engine_passes_the_same_proofs(proof, spec, T, T_out):
+    result = PROOFS[proof](spec, T, T_out)
     result.raise_if_failed()
     assert result.ok and result.entries_checked > 0
 
@@ -202,3 +225,42 @@ def test_stack_wiring_mutations_reach_only_the_layers_above(mutation_id, monkeyp
         assert not any(p.startswith("forward ") and "_l1_" not in p and "L_" not in p
                        for p in forward), (proof, sorted(forward))
         assert "h_l1_0" in found, proof
+
+
+ARCHITECTURE_WIRING = ("reverse-layer-reads-previous-step", "feedback-input-read-as-data",
+                       "decoder-starts-from-first-encoder-state", "decoder-starts-from-zeros")
+
+
+@pytest.mark.parametrize("mutation_id", ARCHITECTURE_WIRING)
+def test_architecture_wiring_mutations_fail_both_proofs(mutation_id, monkeypatch):
+    """A miswired architecture fails the unrolled and the rolled proof alike (the table
+    names the unrolled one's entries), and what it cannot reach — the forward direction
+    of a bidirectional net, step 1 of a fed-back one, the encoder's states — still
+    matches."""
+    mutation = by_id(mutation_id)
+    mutation.apply(monkeypatch)
+    for proof, prove in PROOFS.items():
+        result = prove(mutation.spec, mutation.T, mutation.T_out)
+        found = {p for p, _ in _mismatches(result)}
+        assert not result.ok, proof
+        assert {p for p in found if p.startswith("forward ")}, proof
+        assert not found & set(mutation.untouched), (proof, sorted(found))
+
+
+@pytest.mark.parametrize("mutation_id", ["decoder-starts-from-first-encoder-state",
+                                         "reverse-layer-reads-previous-step"])
+def test_wiring_breaks_are_invisible_at_one_step(mutation_id, monkeypatch):
+    """At T = 1 the encoder's first state is its final one, and a reverse layer's only
+    step reads its initial state either way: the broken unrolled program is then right,
+    and the exact proof says so (so the failures above are the wiring's, not noise).  The
+    rolled recurrence is a formula for every T: a reverse step reading s_{t−1} is wrong
+    in it even at T = 1 (its summand reads h_reverse_0, ∂L/∂h_reverse_0 is lost)."""
+    mutation = by_id(mutation_id)
+    mutation.apply(monkeypatch)
+    prove_unrolled(mutation.spec, 1, mutation.T_out).raise_if_failed()
+    rolled = prove_rolled(mutation.spec, 1, mutation.T_out)
+    if mutation_id == "decoder-starts-from-first-encoder-state":
+        rolled.raise_if_failed()
+    else:
+        assert {("W_hh_reverse", (0, 0)), ("h_reverse_0", (0, 0))} <= _mismatches(rolled)
+        assert not any(p.startswith("forward ") for p, _ in _mismatches(rolled))

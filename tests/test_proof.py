@@ -8,19 +8,22 @@ loss) and every entry of every gradient (parameters and ∂L/∂h_0);
 every δ_t, every per-step summand and ∂L/∂h_0.  Every difference must expand
 to exactly 0.
 
-Elman: every activation × head × loss × topology × layout, hidden ∈ {1,2,3},
-input ∈ {1,2}, output ∈ {1,2}, T ∈ {1,2,3,4}.  LSTM, GRU (torch's, reset after the
-recurrent product) and GRU v1 (Cho's, reset before it): every valid head × loss, both
-topologies, both layouts, hidden ∈ {1,2}, input ∈ {1,2}, output ∈ {1,2}, T ∈ {1,2,3}.
+Elman: every activation × head × loss × sequence topology (many_to_many, many_to_one)
+× layout, hidden ∈ {1,2,3}, input ∈ {1,2}, output ∈ {1,2}, T ∈ {1,2,3,4}.  LSTM, GRU
+(torch's, reset after the recurrent product) and GRU v1 (Cho's, reset before it): every
+valid head × loss, every topology, both layouts, hidden ∈ {1,2}, input ∈ {1,2},
+output ∈ {1,2}, T ∈ {1,2,3}; one_to_many and encoder_decoder, whose own suite is
+tests/test_proof_architectures.py, at four sizes and T ∈ {1,2} (one_to_many's feed:
+feedback where input = output, else zeros or repeat; the decoder's T_out ≠ T).
 Layouts: ``notes`` (one bias per gate; the GRU's b_hn besides) and ``torch`` (two
 biases per gate, b_x{g} and b_h{g}); the oracle has its own table of both.
 
 Stacks (``num_layers``; the oracle's own stacking, layer l reading layer l−1's h_t):
-every cell at 2 layers, every valid head × loss, both topologies and layouts, with and
-without biases, hidden ∈ {1,2}, input 1 / output 2 and hidden 2 / input 1 / output 1,
-T ∈ {1,2,3}; Elman at 3 layers, every activation × head × loss × topology × layout,
-three sizes, T ∈ {1,2,3}.  Quick (not slow): every cell × layout at 2 layers, T = 2,
-and a 3-layer Elman network, T = 3.
+every cell at 2 layers, every valid head × loss, every topology, both layouts, with and
+without biases (one_to_many, encoder_decoder: with, T ∈ {1,2}), hidden ∈ {1,2}, input 1 /
+output 2 and hidden 2 / input 1 / output 1, T ∈ {1,2,3}; Elman at 3 layers, every
+activation × head × loss × sequence topology × layout, three sizes, T ∈ {1,2,3}.  Quick
+(not slow): every cell × layout at 2 layers, T = 2, and a 3-layer Elman network, T = 3.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from pathlib import Path
 
 import pytest
 import symengine
-from conftest import SPEC_COMBOS, combo_id, combo_spec
+from conftest import SEQUENCE_TOPOLOGIES, SPEC_COMBOS, combo_id, combo_spec
 
 import symrnn.checks.oracle
 from symrnn.checks import oracle
@@ -75,19 +78,58 @@ def _cell_entries(cell: str, h: int, d: int, bias: bool = True, layout: str = "n
 
 
 def _expected(cell: str, h: int, d: int, o: int, T: int, topo: str, bias: bool = True,
-              layout: str = "notes", layers: int = 1):
-    """(unrolled gradient entries, rolled entries, forward entries) of one case."""
+              layout: str = "notes", layers: int = 1, T_out: int | None = None):
+    """(unrolled gradient entries, rolled entries, forward entries) of one case.
+
+    An encoder–decoder has a second stack (the decoder, over T_out steps, its layer 0
+    reading the O-wide previous target) whose initial states are not free."""
     states = (2 if cell == "lstm" else 1) * layers  # every layer's h (and c)
     cell_n = _cell_entries(cell, h, d, bias, layout, layers)
     head_n = o * h + o * bias
+    if topo == "encoder_decoder":
+        T_out = T if T_out is None else T_out
+        dec_n = _cell_entries(cell, h, o, bias, layout, layers)
+        unrolled = cell_n + dec_n + head_n + states * h
+        rolled = T * (states * h + cell_n) + T_out * (states * h + dec_n + head_n) \
+            + states * h
+        return unrolled, rolled, (T + T_out) * states * h + T_out
     unrolled = cell_n + head_n + states * h
     rolled = T * (states * h + cell_n + head_n) + states * h
-    losses = T if topo == "many_to_many" else 1
+    losses = 1 if topo == "many_to_one" else T
     return unrolled, rolled, T * states * h + losses
 
 
-def _prove_both(spec: Spec, T: int) -> tuple[int, int, int]:
-    unrolled, rolled = prove(spec, T)
+def _feed(topo: str, hidden: int, inputs: int, outputs: int) -> str:
+    """one_to_many's feed across a grid: feedback where D = O (it needs that), else zeros
+    at hidden 1 and repeat above; 'zeros' (the only valid one) for other topologies."""
+    if topo != "one_to_many":
+        return "zeros"
+    if inputs == outputs:
+        return "feedback"
+    return "zeros" if hidden == 1 else "repeat"
+
+
+def _t_out(topo: str, T: int) -> int | None:
+    """An encoder–decoder's decoder steps across a grid: T_out ≠ T (T = 1, 2, 3 → 2, 1, 2)."""
+    return T % 2 + 1 if topo == "encoder_decoder" else None
+
+
+ARCHITECTURE_SIZES = ((1, 1, 1), (1, 2, 1), (2, 1, 1), (2, 1, 2))
+"""hidden, input, output of one_to_many and encoder_decoder in the gated grid (feeds:
+feedback, zeros, feedback, repeat)."""
+
+
+def _grid(topo: str, sizes, lengths, light_sizes=None):
+    """(sizes, T) of a grid: all of it for the sequence topologies; one_to_many and
+    encoder_decoder (proved at length in tests/test_proof_architectures.py) at
+    ``light_sizes`` (default: the grid's) and the two shortest lengths."""
+    if topo in SEQUENCE_TOPOLOGIES:
+        return itertools.product(sizes, lengths)
+    return itertools.product(light_sizes or sizes, lengths[:2])
+
+
+def _prove_both(spec: Spec, T: int, T_out: int | None = None) -> tuple[int, int, int]:
+    unrolled, rolled = prove(spec, T, T_out)
     unrolled.raise_if_failed()
     rolled.raise_if_failed()
     assert unrolled.forward_checked == rolled.forward_checked
@@ -115,11 +157,14 @@ def test_elman_unrolled_and_rolled_equal_the_scalar_oracle(combo, layout):
 @pytest.mark.parametrize("case", GATED, ids=lambda c: "-".join(c))
 def test_gated_cells_unrolled_and_rolled_equal_the_scalar_oracle(case):
     cell, layout, head, loss, topo = case
-    for (hidden, inputs, outputs), T in itertools.product(GATED_SIZES, GATED_LENGTHS):
+    for (hidden, inputs, outputs), T in _grid(topo, GATED_SIZES, GATED_LENGTHS,
+                                              ARCHITECTURE_SIZES):
         spec = Spec(cell=cell, head=head, loss=loss, topology=topo, layout=layout,
-                    hidden_size=hidden, input_size=inputs, output_size=outputs)
-        assert _prove_both(spec, T) == _expected(cell, hidden, inputs, outputs, T, topo,
-                                                 layout=layout)
+                    hidden_size=hidden, input_size=inputs, output_size=outputs,
+                    feed=_feed(topo, hidden, inputs, outputs))
+        T_out = _t_out(topo, T)
+        assert _prove_both(spec, T, T_out) == _expected(
+            cell, hidden, inputs, outputs, T, topo, layout=layout, T_out=T_out), (spec, T)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -143,12 +188,16 @@ STACKED = [(cell, layout, head, loss, topo) for cell in ALL_CELLS for layout in 
 @pytest.mark.parametrize("case", STACKED, ids=lambda c: "-".join(c))
 def test_two_layer_stacks_unrolled_and_rolled_equal_the_scalar_oracle(case):
     cell, layout, head, loss, topo = case
-    for (hidden, inputs, outputs), T, bias in itertools.product(
-            STACKED_SIZES, STACKED_LENGTHS, (True, False)):
+    biases = (True, False) if topo in SEQUENCE_TOPOLOGIES else (True,)
+    for ((hidden, inputs, outputs), T), bias in itertools.product(
+            _grid(topo, STACKED_SIZES, STACKED_LENGTHS), biases):
         spec = Spec(cell=cell, head=head, loss=loss, topology=topo, layout=layout, bias=bias,
-                    hidden_size=hidden, input_size=inputs, output_size=outputs, num_layers=2)
-        assert _prove_both(spec, T) == _expected(cell, hidden, inputs, outputs, T, topo,
-                                                 bias, layout, layers=2), (spec, T)
+                    hidden_size=hidden, input_size=inputs, output_size=outputs, num_layers=2,
+                    feed=_feed(topo, hidden, inputs, outputs))
+        T_out = _t_out(topo, T)
+        assert _prove_both(spec, T, T_out) == _expected(
+            cell, hidden, inputs, outputs, T, topo, bias, layout, layers=2, T_out=T_out), \
+            (spec, T)
 
 
 @pytest.mark.slow
@@ -238,10 +287,12 @@ def test_elman_torch_layout_is_proved():
 @pytest.mark.parametrize("cell", ["elman", *GATED_CELLS])
 @pytest.mark.parametrize("topology", TOPOLOGIES)
 def test_no_bias_spec_is_proved(cell, topology, layout):
-    spec = Spec(cell=cell, bias=False, hidden_size=2, topology=topology, layout=layout)
+    spec = Spec(cell=cell, bias=False, hidden_size=2, topology=topology, layout=layout,
+                feed=_feed(topology, 2, 2, 2))
     T = 3 if cell == "elman" else 2
-    assert _prove_both(spec, T) == _expected(cell, 2, 2, 2, T, topology, bias=False,
-                                             layout=layout)
+    T_out = _t_out(topology, T)
+    assert _prove_both(spec, T, T_out) == _expected(cell, 2, 2, 2, T, topology, bias=False,
+                                                    layout=layout, T_out=T_out)
 
 
 @pytest.mark.parametrize("cell", ["elman", *GATED_CELLS])

@@ -22,7 +22,24 @@ each cell (column vectors; H hidden, D input, O output)::
 Stacks (``num_layers`` L): layer 0 is the cell above on x_t; layer l ≥ 1 is the same
 cell with x_t replaced by layer l−1's h_t (so its W_x{g} is H×H), its own parameters and
 states named with ``_l{l}`` appended (W_hh_l1, b_h_l1, h_l1, c_l1); the head reads layer
-L−1's h_t.  Within step t the layers are written bottom to top, then the head.
+L−1's h_t.
+
+Architectures (the oracle's own reading of the spec, :func:`layer_table`):
+
+* ``bidirectional``: every layer has a reverse twin (names + ``_reverse``: W_hh_reverse,
+  h_l1_reverse) over the same inputs that runs t = T..1, step t reading its own state at
+  t+1, from a free initial state (gradient key ``h_reverse_0``, torch's h0 of that
+  direction).  Layer l ≥ 1 (each direction) reads [h_t; h_reverse_t] of layer l−1,
+  written as column blocks: W_x{g}{suffix} h_t + W_x{g}_rev{suffix} h_reverse_t; the
+  head is z_t = W_hy h_top_t + W_hy_rev h_top_reverse_t + b_y.
+* ``one_to_many``: a loss at every step; layer 0 reads x_1 at t = 1 and then, by
+  ``feed``, nothing (zeros), x_1 again (repeat) or ŷ_{t−1} itself (feedback: the symbols
+  of the previous head's output, so the chain rule runs back through them).
+* ``encoder_decoder``: encoder layers over x_1..x_T (no head, no loss); decoder layers
+  (names + ``_dec``, own parameters, layer 0's input weights H×O) over τ = 1..T_out
+  reading y_{τ−1} (data: y_0 is the start vector), starting from the encoder's final
+  states (the very entries of h_T, c_T, h_l1_T, …); the head and the loss, on y_1..y_T_out,
+  are the decoder's.
 
 Biases by layout.  ``notes``: one per gate, b_{g} (Elman b_h), and the GRU's b_hn
 inside the reset.  ``torch``: two per gate, as torch stores bias_ih and bias_hh:
@@ -30,19 +47,27 @@ b_{g} above is b_x{g} + b_h{g} (Elman b_xh + b_hh), except the GRU's candidate,
 where b_n is b_xn and b_hn stays inside r ⊙ (W_hn h + b_hn).
 
 with σ(a) = 1/(1 + e^{−a}), ReLU(a) = Max(0, a), softmax = e^{z_i} / Σ_j e^{z_j},
-a loss at every step (many_to_many) or at t = T only (many_to_one).
+a loss at every step (many_to_many, one_to_many, the decoder's) or at t = T only
+(many_to_one).
 
 The program is in common-subexpression form: one scalar symbol per entry of
 every intermediate (``a_1[0]``, ``h_1[0]``, ...) with its defining
 expression.  A reverse sweep from L = Σ_t L_t applies the scalar chain rule;
 every local partial derivative is ``diff`` of a definition (SymPy's own
 derivative of each activation, once per kind).  That gives ∂L/∂σ for every
-symbol σ: δ_t = ∂L/∂h_t (with c_t held fixed for the LSTM), ∂L/∂c_t, ∂L/∂h_0,
-and for every parameter θ the summand of step t, ∂L/∂θ^{(t)} — the
-derivative with respect to a copy of θ used by step t only (the definitions
-of step t) — whose sum over t is ∂L/∂θ.  In a stack δ^{s}_t is likewise taken with
-every other state of step t held fixed: what steps t+1.. and the head of step t send
-back; the path from layer l−1's h_t through layer l at step t is inside step t.
+symbol σ: the named state adjoints (below), ∂L/∂s_0 of every free initial state, and
+for every parameter θ the summand of step t, ∂L/∂θ^{(t)} — the derivative with respect
+to a copy of θ used by step t only (the definitions of step t) — whose sum over t is
+∂L/∂θ.
+
+Named adjoints (δ) are taken at the boundaries of the program's blocks, whose order
+is the convention.  Without a reverse layer a block is one step t of every layer of a
+stage (written bottom to top, then the head): δ^{s}_t holds every other state of step
+t fixed (what steps t+1.. and the head of step t send back; layer l's use of layer
+l−1's h_t stays inside step t).  With a reverse layer a block is one step of one layer;
+the program runs layer by layer (each direction in its own time order, the heads
+last), so δ^{s}_t is the whole ∂L/∂s_t, what the layer above sends at step t included —
+but for an LSTM's c_t, which holds h_t of the same layer and step fixed.
 
 Exactness.  Every transcendental value is folded into the symbol of its
 output: tanh(a) → h, σ(a) → s (e^{−a} = (1 − s)/s, so σ' = s(1 − s)),
@@ -70,16 +95,24 @@ from symrnn.spec import Spec
 
 __all__ = [
     "Definition",
+    "OracleLayer",
     "ScalarNetwork",
     "build_network",
     "explicit_symbols",
     "forward_values",
     "is_zero",
     "layer_suffixes",
+    "layer_table",
     "parameter_shapes",
 ]
 
 STATES = {"elman": ("h",), "lstm": ("h", "c"), "gru": ("h",), "gru_v1": ("h",)}
+REVERSE = "_reverse"
+"""Suffix of a reverse-direction layer's names (torch's)."""
+DECODER = "_dec"
+"""Suffix (stage) of a decoder's names."""
+REV_BLOCK = "_rev"
+"""Tag of the input weights' column block that multiplies the reverse h below."""
 
 
 def explicit_symbols(symbol: MatrixSymbol) -> Matrix:
@@ -122,19 +155,50 @@ _CELL_PARAMETERS = {
 two biases per gate (layout 'torch') → name → shape, gates in torch's order."""
 
 
-def layer_suffixes(spec: Spec) -> tuple[str, ...]:
-    """The name suffix of each layer of the stack: '' for layer 0, then '_l1', '_l2', …"""
+@dataclass(frozen=True)
+class OracleLayer:
+    """One recurrence of the oracle's network: a stage's layer in one direction."""
+
+    stage: str
+    """'' (the network, or the encoder) or '_dec' (the decoder)."""
+    index: int
+    direction: int
+    """+1: t = 1..T reading s_{t−1}; −1: t = T..1 reading s_{t+1}."""
+    cell: str
+
+    @property
+    def suffix(self) -> str:
+        """'' | '_l1' | '_reverse' | '_l1_reverse' | '_dec' | '_dec_l1' …"""
+        layer = f"_l{self.index}" if self.index else ""
+        return self.stage + layer + (REVERSE if self.direction < 0 else "")
+
+    @property
+    def states(self) -> tuple[str, ...]:
+        return tuple(s + self.suffix for s in STATES[self.cell])
+
+
+def layer_table(spec: Spec) -> tuple[OracleLayer, ...]:
+    """Every layer: stage by stage, bottom to top, the forward direction before the reverse."""
     layers = spec.num_layers
     if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
         raise SpecError(f"the scalar oracle needs num_layers >= 1, got {layers!r}")
-    return tuple("" if index == 0 else f"_l{index}" for index in range(layers))
+    stages = ("", DECODER) if spec.topology == "encoder_decoder" else ("",)
+    directions = (1, -1) if spec.bidirectional else (1,)
+    return tuple(OracleLayer(stage, index, d, spec.cell) for stage in stages
+                 for index in range(layers) for d in directions)
+
+
+def layer_suffixes(spec: Spec) -> tuple[str, ...]:
+    """The name suffix of each layer: '' for layer 0, then '_l1', '_reverse', '_dec', …"""
+    return tuple(layer.suffix for layer in layer_table(spec))
 
 
 def parameter_shapes(spec: Spec) -> dict[str, tuple[int, int]]:
     """Parameter name → (rows, cols), in the engine's naming (biases dropped if off).
 
-    Every layer's cell parameters (layer l ≥ 1: names + ``_l{l}``, input width H), then
-    the head's.
+    Every layer's cell parameters (names + the layer's suffix; input width D for the
+    network's layer 0, O for the decoder's, H above), the reverse-h column blocks of a
+    bidirectional layer l ≥ 1 (W_x{g}_rev{suffix}, H×H), then the head's.
     """
     H, D, O = spec.hidden_size, spec.input_size, spec.output_size  # noqa: E741
     if spec.cell not in _CELL_PARAMETERS:
@@ -142,10 +206,16 @@ def parameter_shapes(spec: Spec) -> dict[str, tuple[int, int]]:
     if spec.layout not in ("notes", "torch"):
         raise SpecError(f"the scalar oracle has no layout {spec.layout!r}")
     shapes: dict[str, tuple[int, int]] = {}
-    for index, suffix in enumerate(layer_suffixes(spec)):
-        cell = _CELL_PARAMETERS[spec.cell](H, D if index == 0 else H, spec.layout == "torch")
-        shapes |= {name + suffix: shape for name, shape in cell.items()}
-    shapes |= {"W_hy": (O, H), "b_y": (O, 1)}
+    for layer in layer_table(spec):
+        width = H if layer.index else (O if layer.stage else D)
+        cell = _CELL_PARAMETERS[spec.cell](H, width, spec.layout == "torch")
+        if layer.index and spec.bidirectional:
+            cell |= {name + REV_BLOCK: (H, H) for name in list(cell) if name.startswith("W_x")}
+        shapes |= {name + layer.suffix: shape for name, shape in cell.items()}
+    shapes["W_hy"] = (O, H)
+    if spec.bidirectional:
+        shapes["W_hy" + REV_BLOCK] = (O, H)
+    shapes["b_y"] = (O, 1)
     return {k: v for k, v in shapes.items() if spec.bias or not k.startswith("b_")}
 
 
@@ -216,6 +286,8 @@ class Definition:
     single symbol ``arg``.  ``atom``: kept as a symbol in canonical forms
     (transcendental outputs, S, and the states h_t, c_t); otherwise the symbol
     is replaced by its definition (pre-activations, z_t, ŷ_t = E/S, L_t).
+    ``segment``: the block of a cell definition (the adjoints of its states are named
+    when the reverse sweep enters it); None for the head's.
     """
 
     symbol: Symbol
@@ -225,72 +297,138 @@ class Definition:
     kind: str = "poly"
     arg: Symbol | None = None
     atom: bool = False
+    segment: tuple | None = None
 
 
-class ScalarNetwork:
-    """The scalar forward program of a spec for a concrete T, and its reverse sweep.
+def _check(spec: Spec, T, T_out) -> None:
+    """What the oracle can write: concrete sizes, its activations, T ≥ 1 (and T_out ≥ 1,
+    an encoder–decoder's only)."""
+    if not spec.is_concrete:
+        raise SpecError("the scalar oracle needs concrete sizes")
+    if spec.activation not in _TEXTBOOK:
+        raise SpecError(f"the scalar oracle has no equation for activation "
+                        f"{spec.activation!r} (it knows {', '.join(_TEXTBOOK)})")
+    for name, value in (("T", T), ("T_out", T if T_out is None else T_out)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise SpecError(f"{name} must be a positive integer, got {value!r}")
+    if T_out is not None and spec.topology != "encoder_decoder" and T_out != T:
+        raise SpecError(f"T_out applies to topology 'encoder_decoder' only, got "
+                        f"T_out={T_out} for {spec.topology!r}")
 
-    Adjoints are named at step boundaries, as in BPTT: when the reverse sweep
-    reaches the cell of step t, the adjoints of the states h_t (and c_t) hold
-    what steps t+1.. and the head of step t send back; each becomes a symbol
-    ``delta_t[k]`` (``delta^h_t[k]``, ``delta^c_t[k]``) whose value,
-    :meth:`adjoint`, is a polynomial in the atoms and the symbols of step t+1.
-    So δ^c_t = ∂L/∂c_t with h_t held fixed (what step t+1 sends back), and
-    δ^h_t = ∂L/∂h_t with c_t held fixed.  In a stack every state of every layer is
-    named at once, before the reverse sweep enters the cells of step t (bottom to top,
-    so the top layer's definitions are the last of the step): δ^{h}_t of a lower layer
-    holds only what step t+1 sends back, and layer l's use of layer l−1's h_t stays
-    inside step t.  By induction from δ_{T+1} = 0 an expression that equals the
-    oracle's in these symbols equals it in value.
 
-    ``state_names``: every layer's states (h, c, h_l1, c_l1, …); ``readout``: the state
-    the head reads (the top layer's h).
-    """
+class _Forward:
+    """The scalar forward program of a spec: data, parameters, layers, definitions."""
 
-    def __init__(self, spec: Spec, T: int):
-        if not spec.is_concrete:
-            raise SpecError("the scalar oracle needs concrete sizes")
-        if spec.activation not in _TEXTBOOK:
-            raise SpecError(f"the scalar oracle has no equation for activation "
-                            f"{spec.activation!r} (it knows {', '.join(_TEXTBOOK)})")
-        if isinstance(T, bool) or not isinstance(T, int) or T < 1:
-            raise SpecError(f"T must be a positive integer, got {T!r}")
+    def __init__(self, spec: Spec, T: int, T_out: int | None):
+        _check(spec, T, T_out)
         self.spec, self.T = spec, T
-        H, D, O = spec.hidden_size, spec.input_size, spec.output_size  # noqa: E741
+        decoder = spec.topology == "encoder_decoder"
+        self.T_out = (T if T_out is None else T_out) if decoder else T
+        self.layers = layer_table(spec)
+        self.stages = tuple(dict.fromkeys(layer.stage for layer in self.layers))
+        self.per_layer = any(layer.direction < 0 for layer in self.layers)
         self.params: dict[str, Matrix] = {
-            name: _entries(name, *shape) for name, shape in parameter_shapes(spec).items()
-        }
-        self.inputs = {t: _entries(f"x_{t}", D) for t in range(1, T + 1)}
-        self.loss_steps = tuple(range(1, T + 1)) if spec.topology == "many_to_many" else (T,)
+            name: _entries(name, *shape) for name, shape in parameter_shapes(spec).items()}
+        self.state_names = tuple(s for layer in self.layers for s in layer.states)
+        self.free_states = tuple(s for layer in self.layers if not layer.stage
+                                 for s in layer.states)
+        top = [layer for layer in self.layers if layer.stage == self.stages[-1]
+               and layer.index == spec.num_layers - 1]
+        self.readouts = tuple((layer.states[0], REV_BLOCK if layer.direction < 0 else "")
+                              for layer in top)
+        self.readout = self.readouts[0][0]
+        self.loss_steps = (self.T,) if spec.topology == "many_to_one" else tuple(
+            range(1, self.steps(self.stages[-1]) + 1))
+        self._data(spec)
+        self.initial = {s: _entries(f"{s}_0", spec.hidden_size) for s in self.free_states}
+        self.states: dict[tuple[str, int], Matrix] = {}
+        self.definitions: list[Definition] = []
+        self.segments: dict[tuple, tuple[tuple[str, int], ...]] = {}
+        self.losses: dict[int, Symbol] = {}
+        self.outputs: dict[int, Matrix] = {}
+        self._build()
+
+    def steps(self, stage: str) -> int:
+        """The number of steps of a stage: T, or T_out for a decoder."""
+        return self.T_out if stage == DECODER else self.T
+
+    def _data(self, spec: Spec) -> None:
+        """x_t the network reads (x_1 only for one_to_many), y_t it reads or targets."""
+        D, O = spec.input_size, spec.output_size  # noqa: E741
+        xs = (1,) if spec.topology == "one_to_many" else range(1, self.T + 1)
+        self.inputs = {t: _entries(f"x_{t}", D) for t in xs}
+        ys = set(self.loss_steps) | (set(range(self.T_out)) if self.stages[-1] else set())
         self.targets = {}
-        for t in self.loss_steps:
+        for t in sorted(ys):
             y = _entries(f"y_{t}", O)
             if spec.loss == "cross_entropy":  # targets are distributions
                 y[O - 1] = 1 - sum(y[:O - 1], sympy.S.Zero)
             self.targets[t] = y
-        self.layers = layer_suffixes(spec)
-        self.state_names = tuple(s + suffix for suffix in self.layers
-                                 for s in STATES[spec.cell])
-        self.readout = "h" + self.layers[-1]
-        self.states: dict[tuple[str, int], Matrix] = {
-            (s, 0): _entries(f"{s}_0", H) for s in self.state_names
-        }
-        self.definitions: list[Definition] = []
-        self.losses: dict[int, Symbol] = {}
-        self.outputs: dict[int, Matrix] = {}
-        for t in range(1, T + 1):
-            self._time, self._block = t, "cell"
-            for index, suffix in enumerate(self.layers):
-                # layer 0 reads x_t; layer l reads layer l-1's h_t, just defined
-                self._suffix = suffix
-                self._input = (self.inputs[t] if index == 0
-                               else self.states["h" + self.layers[index - 1], t])
-                getattr(self, f"_{spec.cell}_step")(t)
-            self._suffix, self._input = "", None
-            if t in self.loss_steps:
-                self._block = "head"
-                self._head(t)
-        self._canonicalize()
+
+    def data(self, base: str, t: int) -> Matrix | None:
+        """The data vector x_t or y_t (None: the network has no such data)."""
+        if base not in ("x", "y"):
+            return None
+        return (self.inputs if base == "x" else self.targets).get(t)
+
+    # ---- the program
+
+    def _build(self) -> None:
+        """Stage by stage: step by step (every layer, then the head), or, with a reverse
+        layer, layer by layer (each in its own time order) and the heads last."""
+        for stage in self.stages:
+            layers = [layer for layer in self.layers if layer.stage == stage]
+            steps, head = self.steps(stage), stage == self.stages[-1]
+            if stage:
+                self._start_from_encoder(layers)
+            if self.per_layer:
+                for layer in layers:
+                    order = range(1, steps + 1) if layer.direction > 0 else range(steps, 0, -1)
+                    for t in order:
+                        self._segment((layer.suffix, t), layer.states, t)
+                        self._step(layer, t)
+            for t in range(1, steps + 1):
+                if not self.per_layer:
+                    self._segment((stage, t), [s for la in layers for s in la.states], t)
+                    for layer in layers:
+                        self._step(layer, t)
+                if head and t in self.loss_steps:
+                    self._block, self._seg, self._time = "head", None, t
+                    self._head(t)
+
+    def _start_from_encoder(self, layers) -> None:
+        """The decoder's initial states are the encoder's final ones (same entries)."""
+        encoder = [s for layer in self.layers if not layer.stage for s in layer.states]
+        decoder = [s for layer in layers for s in layer.states]
+        for dec, enc in zip(decoder, encoder, strict=True):
+            self.initial[dec] = self.states[enc, self.T]
+
+    def _segment(self, key: tuple, states, t: int) -> None:
+        self._block, self._seg, self._time = "cell", key, t
+        self.segments[key] = tuple((s, t) for s in states)
+
+    def _step(self, layer: OracleLayer, t: int) -> None:
+        self._layer, self._suffix, self._time = layer, layer.suffix, t
+        self._inputs = self._layer_inputs(layer, t)
+        getattr(self, f"_{self.spec.cell}_step")(t)
+
+    def _layer_inputs(self, layer: OracleLayer, t: int) -> list[tuple[str, Matrix]]:
+        """The column blocks (weight tag, vector) of the layer's input at step t."""
+        spec = self.spec
+        if layer.index:
+            below = [low for low in self.layers if low.stage == layer.stage
+                     and low.index == layer.index - 1]
+            return [(REV_BLOCK if low.direction < 0 else "", self.states[low.states[0], t])
+                    for low in below]
+        if layer.stage:  # the decoder reads the previous target (teacher forcing)
+            return [("", self.targets[t - 1])]
+        if spec.topology != "one_to_many" or t == 1:
+            return [("", self.inputs[t])]
+        if spec.feed == "repeat":
+            return [("", self.inputs[1])]
+        if spec.feed == "feedback":  # x_t = ŷ_{t−1}: the head's own output symbols
+            return [("", self.outputs[t - 1])]
+        return []  # zeros: no input term
 
     # ---- building
 
@@ -300,15 +438,15 @@ class ScalarNetwork:
             sym = Symbol(f"{name}[{k}]", real=True)
             arg = None if args is None else args[k]
             is_atom = kind != "poly" if atom is None else atom
-            self.definitions.append(
-                Definition(sym, expr, self._time, self._block, kind, arg, is_atom))
+            self.definitions.append(Definition(sym, expr, self._time, self._block, kind, arg,
+                                               is_atom, self._seg))
             syms.append(sym)
         return Matrix(len(syms), 1, syms)
 
     def _define_scalar(self, name: str, expr, kind: str = "poly", arg=None) -> Symbol:
         sym = Symbol(name, real=True)
-        self.definitions.append(
-            Definition(sym, expr, self._time, self._block, kind, arg, kind != "poly"))
+        self.definitions.append(Definition(sym, expr, self._time, self._block, kind, arg,
+                                           kind != "poly", self._seg))
         return sym
 
     def _apply(self, name: str, kind: str, a: Matrix, atom=None) -> Matrix:
@@ -320,9 +458,12 @@ class ScalarNetwork:
         """The name of this layer's intermediate ``base`` at step t (a_1, a_l1_1, …)."""
         return f"{base}{self._suffix}_{t}"
 
-    def _state(self, s: str, t: int) -> Matrix:
-        """This layer's state s at step t (h → h, h_l1, …)."""
-        return self.states[s + self._suffix, t]
+    def _prev(self, s: str) -> Matrix:
+        """This layer's state s as its step reads it: s_{t−1}, s_{t+1} reversed, or the
+        initial state at the layer's first step."""
+        name, t, d = s + self._suffix, self._time, self._layer.direction
+        first = t == 1 if d > 0 else t == self.steps(self._layer.stage)
+        return self.initial[name] if first else self.states[name, t - d]
 
     def _set_state(self, s: str, t: int, value: Matrix) -> None:
         self.states[s + self._suffix, t] = value
@@ -346,14 +487,22 @@ class ScalarNetwork:
         """Gate g's bias: b_{g} (notes) or b_x{g} + b_h{g} (torch's bias_ih + bias_hh)."""
         return self._bias(f"b_{g}", f"b_x{g}", f"b_h{g}")
 
+    def _input_product(self, weight: str) -> Matrix:
+        """W x_t summed over the input's column blocks (W h + W_rev h_reverse; 0: none)."""
+        total = None
+        for tag, v in self._inputs:
+            part = self._p(weight + tag) * v
+            total = part if total is None else total + part
+        return sympy.zeros(self.spec.hidden_size, 1) if total is None else total
+
     def _affine(self, t: int, g: str, h: Matrix) -> list:
         """W_h{g} h + W_x{g} x_t + gate g's bias (x_t: the layer's input at step t)."""
-        out = self._p(f"W_h{g}") * h + self._p(f"W_x{g}") * self._input
+        out = self._p(f"W_h{g}") * h + self._input_product(f"W_x{g}")
         bias = self._gate_bias(g)
         return list(out if bias is None else out + bias)
 
     def _elman_step(self, t: int) -> None:
-        a = self._define(self._n("a", t), self._affine(t, "h", self._state("h", t - 1)))
+        a = self._define(self._n("a", t), self._affine(t, "h", self._prev("h")))
         activation = self.spec.activation
         if activation == "softplus":  # log(1 + e^a): N = 1 + e^a, h = log N
             N = self._apply(f"1+exp({self._n('a', t)})", "1+exp", a)
@@ -362,7 +511,7 @@ class ScalarNetwork:
             self._set_state("h", t, self._apply(self._n("h", t), activation, a, atom=True))
 
     def _lstm_step(self, t: int) -> None:
-        h, c = self._state("h", t - 1), self._state("c", t - 1)
+        h, c = self._prev("h"), self._prev("c")
         H = len(h)
         gate = {}
         for g in "ifgo":
@@ -391,14 +540,14 @@ class ScalarNetwork:
 
     def _gru_step(self, t: int) -> None:
         """torch's GRU: the reset scales the recurrent product, b_hn included."""
-        h = self._state("h", t - 1)
+        h = self._prev("h")
         H = len(h)
         r, u = self._gru_gates(t, h)
         rec = self._p("W_hn") * h
         if self._bias("b_hn") is not None:
             rec = rec + self._bias("b_hn")
         m = self._define(self._n("hn", t), list(rec))
-        xn = self._p("W_xn") * self._input
+        xn = self._input_product("W_xn")
         input_bias = self._bias("b_n", "b_xn")
         if input_bias is not None:
             xn = xn + input_bias
@@ -407,7 +556,7 @@ class ScalarNetwork:
 
     def _gru_v1_step(self, t: int) -> None:
         """Cho et al.'s GRU: the reset scales h_{t-1} before W_hn multiplies it."""
-        h = self._state("h", t - 1)
+        h = self._prev("h")
         H = len(h)
         r, u = self._gru_gates(t, h)
         rh = self._define(self._n("rh", t), [r[k] * h[k] for k in range(H)])
@@ -416,9 +565,12 @@ class ScalarNetwork:
 
     def _head(self, t: int) -> None:
         spec = self.spec
-        zexpr = self._p("W_hy") * self.states[self.readout, t]  # the top layer's h
-        if self._p("b_y") is not None:
-            zexpr = zexpr + self._p("b_y")
+        (s, _), *more = self.readouts  # the top layer's h (and its reverse's, W_hy_rev)
+        zexpr = self.params["W_hy"] * self.states[s, t]
+        for s, tag in more:
+            zexpr = zexpr + self.params["W_hy" + tag] * self.states[s, t]
+        if "b_y" in self.params:
+            zexpr = zexpr + self.params["b_y"]
         z = self._define(f"z_{t}", list(zexpr))
         y = self.targets[t]
         if spec.head == "softmax":
@@ -437,6 +589,45 @@ class ScalarNetwork:
         else:
             loss = sum(((yhat[k] - y[k]) ** 2 for k in range(len(z))), sympy.S.Zero) / 2
         self.losses[t] = self._define_scalar(f"L_{t}", loss)
+
+
+class ScalarNetwork(_Forward):
+    """The scalar forward program of a spec for a concrete T (T_out), and its reverse sweep.
+
+    Adjoints are named at the program's block boundaries (see the module docstring):
+    when the reverse sweep enters a block, the adjoints of the states it defines hold
+    what the later blocks send back; each becomes a symbol ``delta_t[k]``
+    (``delta^h_t[k]``, ``delta^c_t[k]``, ``delta^h_reverse_t[k]``, ``delta^h_dec_t[k]``)
+    whose value, :meth:`adjoint`, is a polynomial in the atoms and the δ symbols named
+    before it.  So δ^c_t = ∂L/∂c_t with h_t held fixed, and δ^h_t = ∂L/∂h_t with c_t held
+    fixed; in a stack without a reverse layer, every state of step t is named at once
+    (layer l's use of layer l−1's h_t stays inside step t); with one, each layer's step
+    is its own block (δ^{h}_t of a lower layer includes what the layers above send at
+    step t).  An encoder's δ_T is what the decoder sends back through its initial
+    states.  By induction over the blocks, an expression that equals the oracle's in
+    these symbols equals it in value.
+
+    ``state_names``: every layer's states (h, c, h_reverse, h_l1, …, h_dec, …);
+    ``free_states``: those with a free initial state (not the decoder's);
+    ``readouts``: the states the head reads, with their weights' tags ('', '_rev').
+    """
+
+    def __init__(self, spec: Spec, T: int, T_out: int | None = None):
+        super().__init__(spec, T, T_out)
+        self._canonicalize()
+
+    def layer_of(self, state: str) -> OracleLayer:
+        return next(layer for layer in self.layers if state in layer.states)
+
+    def times(self, state: str) -> range:
+        """The steps t at which ``state`` has a value and a δ (1..T, 1..T_out decoded)."""
+        return range(1, self.steps(self.layer_of(state).stage) + 1)
+
+    def param_steps(self, name: str) -> int:
+        """The number of steps that use parameter ``name``: T, or T_out for the decoder's
+        parameters and the head of an encoder–decoder (its names carry ``_dec``)."""
+        head = name in ("W_hy", "W_hy" + REV_BLOCK, "b_y")
+        return self.steps(self.stages[-1]) if head or DECODER in name else self.T
 
     # ---- canonical forms
 
@@ -509,43 +700,53 @@ class ScalarNetwork:
         local = template.subs({_SE_U: arg, _SE_V: sym, _SE_STEP: self._steps.get(sym, 0)})
         return [(arg, self._to_canonical(local))]
 
-    def _name_states(self, t: int, adjoint: dict) -> None:
-        single = len(self.state_names) == 1
-        for s in self.state_names:
-            base = "delta" if single else f"delta^{s}"
+    def delta_base(self, state: str) -> str:
+        """'delta' for a one-state network, 'delta^{state}' otherwise (engine's naming)."""
+        return "delta" if len(self.state_names) == 1 else f"delta^{state}"
+
+    def _name_states(self, segment: tuple, adjoint: dict) -> None:
+        """Name the adjoints of a block's states (what the later blocks sent back)."""
+        for s, t in self.segments[segment]:
             values, symbols = [], []
             for k, e in enumerate(self.states[s, t]):
                 key = _se(e)
                 value = symengine.expand(adjoint.get(key, 0))
-                name = symengine.Symbol(f"{base}_{t}[{k}]") if value != 0 else symengine.Integer(0)
+                name = symengine.Symbol(f"{self.delta_base(s)}_{t}[{k}]") if value != 0 \
+                    else symengine.Integer(0)
                 values.append(value)
                 symbols.append(name)
                 adjoint[key] = name
             self._delta_values[s, t] = values
             self._delta_symbols[s, t] = symbols
+            self._named.append((s, t))
+
+    def _leaf_names(self) -> dict:
+        """Each parameter entry → its name, each free initial-state entry → 's_0'."""
+        leaves = {}
+        for name, m in self.params.items():
+            for index in range(m.rows * m.cols):
+                leaves[_se(m[index])] = name
+        for s in self.free_states:
+            for e in self.initial[s]:
+                leaves[_se(e)] = f"{s}_0"
+        return leaves
 
     def _backward(self) -> None:
         if hasattr(self, "_adjoint"):
             return
-        self._leaves = {}
-        for name, m in self.params.items():
-            for index in range(m.rows * m.cols):
-                self._leaves[_se(m[index])] = name
-        weights = set(self._leaves)
-        for s in self.state_names:
-            for e in self.states[s, 0]:
-                self._leaves[_se(e)] = f"{s}_0"
+        self._leaves = self._leaf_names()
+        weights = {e for e, name in self._leaves.items() if name in self.params}
         self._delta_values: dict = {}
         self._delta_symbols: dict = {}
+        self._named: list = []
         adjoint: dict = {_se(self.losses[t]): symengine.Integer(1) for t in self.loss_steps}
         summands: dict = {}
-        named = self.T + 1
+        segment = None
         for d in reversed(self.definitions):
-            if d.block == "cell" and d.time < named:
-                named = d.time
-                self._name_states(named, adjoint)
-            sym = _se(d.symbol)
-            a = adjoint.get(sym)
+            if d.segment is not None and d.segment != segment:
+                segment = d.segment
+                self._name_states(segment, adjoint)
+            a = adjoint.get(_se(d.symbol))
             if a is None:
                 continue
             a = symengine.expand(a)
@@ -559,18 +760,22 @@ class ScalarNetwork:
                     summands[s, d.time] = summands.get((s, d.time), 0) + term
                 else:
                     adjoint[s] = adjoint.get(s, 0) + term
-        self._initial = {s: [symengine.expand(adjoint.get(_se(e), 0)) for e in self.states[s, 0]]
-                         for s in self.state_names}
+        self._initial = {s: [symengine.expand(adjoint.get(_se(e), 0)) for e in self.initial[s]]
+                         for s in self.free_states}
         self._adjoint = adjoint
         self._summands = {k: symengine.expand(v) for k, v in summands.items()}
 
     def adjoint(self, name: str, t: int) -> list:
-        """δ^{name}_t, entrywise, in the atoms and the δ symbols of step t+1.
+        """δ^{name}_t, entrywise, in the atoms and the δ symbols named before it.
 
-        t = 0: ∂L/∂s_0, in the δ symbols of step 1.
+        t = 0: ∂L/∂s_0 of a free initial state (s_{T+1} of a reverse layer, read at
+        t = T), in the δ symbols of the layer's first step.
         """
         self._backward()
         if t == 0:
+            if name not in self._initial:
+                raise SpecError(f"{name!r} has no free initial state (the decoder's are the "
+                                f"encoder's final states); free: {', '.join(self.free_states)}")
             return list(self._initial[name])
         return list(self._delta_values[name, t])
 
@@ -593,12 +798,13 @@ class ScalarNetwork:
             for i in range(m.rows) for j in range(m.cols)])
 
     def gradient(self, name: str) -> symengine.DenseMatrix:
-        """∂L/∂θ = Σ_t ∂L/∂θ^{(t)} for a parameter, or ∂L/∂s_0 for 'h_0', 'c_0', 'h_l1_0'."""
-        if name.endswith("_0") and name[:-2] in self.state_names:
+        """∂L/∂θ = Σ_t ∂L/∂θ^{(t)} for a parameter, or ∂L/∂s_0 for a free initial state
+        ('h_0', 'c_0', 'h_l1_0', 'h_reverse_0')."""
+        if name.endswith("_0") and name[:-2] in self.free_states:
             initial = self.adjoint(name[:-2], 0)
             return symengine.DenseMatrix(len(initial), 1, initial)
         m = self.params[name]
-        parts = [self.summand(name, t) for t in range(1, self.T + 1)]
+        parts = [self.summand(name, t) for t in range(1, self.param_steps(name) + 1)]
         return symengine.DenseMatrix(m.rows, m.cols, [
             symengine.expand(sum((p[i, j] for p in parts), symengine.Integer(0)))
             for i in range(m.rows) for j in range(m.cols)])
@@ -608,19 +814,18 @@ class ScalarNetwork:
         self._backward()
         if not hasattr(self, "_resolved"):
             self._resolved = {}
-            for t in range(self.T, 0, -1):
-                for s in self.state_names:
-                    for sym, value in zip(self._delta_symbols[s, t],
-                                          self._delta_values[s, t], strict=True):
-                        if sym != 0:
-                            self._resolved[sym] = symengine.expand(value.subs(self._resolved))
+            for key in self._named:  # each δ's value refers to those named before it
+                for sym, value in zip(self._delta_symbols[key], self._delta_values[key],
+                                      strict=True):
+                    if sym != 0:
+                        self._resolved[sym] = symengine.expand(value.subs(self._resolved))
         return symengine.expand(_se(expr).subs(self._resolved))
 
 
 @lru_cache(maxsize=128)
-def build_network(spec: Spec, T: int) -> ScalarNetwork:
-    """The (cached) scalar network of ``spec`` unrolled over T steps."""
-    return ScalarNetwork(spec, T)
+def build_network(spec: Spec, T: int, T_out: int | None = None) -> ScalarNetwork:
+    """The (cached) scalar network of ``spec`` unrolled over T steps (T_out decoded)."""
+    return ScalarNetwork(spec, T, T_out)
 
 
 # --------------------------------------------------------------------------- numbers
@@ -636,9 +841,10 @@ def forward_values(
     """The oracle's forward pass with numbers substituted (float64 via SymPy Floats).
 
     ``params`` maps parameter names to arrays of their shapes, ``xs`` the
-    inputs x_1..x_T (length-D vectors), ``initial`` the states h_0 (c_0, and
-    h_l1, … of a stack; zero when absent), ``ys`` the targets at every step (for
-    the losses; zero when absent).  Returns {'h': [h_1, ..., h_T], 'c': [...],
+    inputs x_1..x_T (length-D vectors; T = len(xs)), ``initial`` the free initial states
+    h_0 (c_0, and h_l1, h_reverse, … of a stack; zero when absent), ``ys`` the targets
+    y_1.. (for the losses and a decoder's inputs; zero when absent; a decoder's y_0 is
+    zero).  Returns {'h': [h_1, ..., h_T], 'c': [...],
     'h_l1': [...], …, 'yhat': {t: ŷ_t}, 'loss': {t: L_t}} as NumPy arrays / floats.
     """
     T = len(xs)
@@ -654,12 +860,14 @@ def forward_values(
     for name, symbols in net.params.items():
         put(symbols, params[name])
     for t, x in enumerate(xs, start=1):
-        put(net.inputs[t], x)
-    for s in net.state_names:
+        if t in net.inputs:  # one_to_many reads x_1 only
+            put(net.inputs[t], x)
+    for s in net.free_states:
         h0 = None if initial is None else initial.get(s)
-        put(net.states[s, 0], np.zeros(spec.hidden_size) if h0 is None else h0)
-    for t in net.loss_steps:
-        y = np.zeros(spec.output_size) if ys is None else np.asarray(ys[t - 1], dtype=float)
+        put(net.initial[s], np.zeros(spec.hidden_size) if h0 is None else h0)
+    for t in net.targets:
+        y = np.zeros(spec.output_size) if ys is None or t == 0 \
+            else np.asarray(ys[t - 1], dtype=float)
         for k, sym in enumerate(net.targets[t]):
             if isinstance(sym, Symbol):
                 values[sym] = sympy.Float(float(y[k]), 17)
@@ -669,8 +877,7 @@ def forward_values(
     def read(symbols) -> np.ndarray:
         return np.array([float(sympy.sympify(s).xreplace(values)) for s in symbols])
 
-    out: dict = {s: [read(net.states[s, t]) for t in range(1, T + 1)]
-                 for s in net.state_names}
+    out: dict = {s: [read(net.states[s, t]) for t in net.times(s)] for s in net.state_names}
     out["yhat"] = {t: read(net.outputs[t]) for t in net.loss_steps}
     out["loss"] = {t: float(values[net.losses[t]]) for t in net.loss_steps}
     return out

@@ -4,34 +4,45 @@ The oracle (:mod:`symrnn.checks.oracle`) writes each cell's textbook
 equations in scalars and differentiates them with SymPy; it shares nothing
 with the engine.  This module puts the engine on the same symbols:
 
-* forward: the engine's unrolled program (``unroll(spec, T)``) is evaluated
+* forward: the engine's unrolled program (``unroll(spec, T, T_out)``) is evaluated
   on the oracle's primitive symbols with the SymPy backend of
   :func:`symrnn.checks.evaluate.evaluate`; every value is folded into the
   oracle's atoms (engine σ(a) → the oracle's 1/(1 + e^{−a}) output s, tanh,
   ReLU, step, e^z, Σ e^z, log) and every state h_t (c_t) and every loss L_t
   must equal the oracle's exactly;
-* :func:`prove_unrolled`: every entry of ``derive_unrolled(spec, T)``'s
-  gradients (parameters, h_0, c_0) equals the oracle's ∂L/∂θ;
+* :func:`prove_unrolled`: every entry of ``derive_unrolled(spec, T, T_out)``'s
+  gradients (parameters and every free initial state: h_0, c_0, h_reverse_0, …)
+  equals the oracle's ∂L/∂θ;
 * :func:`prove_rolled`: the rolled recurrence ``derive_recurrence(spec)``,
-  instantiated at t = T..1 with δ_{T+1} = 0 (for many_to_one the head's
-  local term at t = T only), gives every δ_t (each state), every per-step
-  summand of every parameter (the oracle's ∂L/∂θ^{(t)}) and ∂L/∂s_0.
+  instantiated on the oracle's steps, gives every δ_t (each state), every per-step
+  summand of every parameter (the oracle's ∂L/∂θ^{(t)}) and ∂L/∂s_0.  δ^{s}_t is
+  local + cross + carry at its step (local only at a step with a loss), from
+  δ_{T+1} = 0 for a forward state (t = T..1) and δ_0 = 0 for a reverse one (t = 1..T),
+  plus ``final`` at an encoder's t = T (what the decoder sends back through its initial
+  states, which are not free); the summands follow ``summand_range`` (``first_step`` at
+  t = 1 where it differs, as one_to_many's zero later inputs); an encoder–decoder's
+  decoder runs τ = 1..T_out.
 
-Stacks (``num_layers``): every layer's parameters (W_hh_l1, …) and states (h_l1,
-c_l1, …) are compared, with the engine's convention, which the oracle shares: δ^{s}_t
-holds the other states of step t fixed, so layer l's use of layer l−1's h_t is inside
-step t (in the summands of layer l−1's parameters), not in δ^{h}_t.
+The engine's and the oracle's names and conventions are the same (the oracle's own
+tables; a parameter or state one has and the other lacks is refused): stacks (W_hh_l1,
+h_l1, …), reverse layers (``_reverse``; the column blocks ``_rev`` of what reads them),
+decoders (``_dec``).  Without a reverse layer δ^{s}_t holds the other states of step t
+fixed, so layer l's use of layer l−1's h_t is inside step t (in the summands of layer
+l−1's parameters), not in δ^{h}_t; with one, each layer's step is its own block and
+δ^{s}_t is the whole ∂L/∂s_t (the LSTM's c_t holding h_t of its own step fixed).
 
 Exactness: each compared pair is a Laurent polynomial in the oracle's atoms
 and δ symbols, and the difference must expand to exactly 0.  An engine δ_t
 that equals the oracle's is replaced by the oracle's δ_t symbol, so every
 comparison stays one step in size; by induction from δ_{T+1} = 0 this proves
-the values equal.  Engine expressions that do not match stay unfolded, so
-an error surfaces at every quantity that depends on it.
+the values equal.  An engine state or δ entry that does not match becomes a symbol of
+the engine's own (``engine:h_2[0]``, ``engine:delta_1[0]``), so an error surfaces at
+every quantity that depends on it, and the comparison stays one step in size there too.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import symengine
@@ -41,7 +52,7 @@ from sympy import Heaviside, Matrix, MatrixSymbol, Max, Symbol
 from symrnn.checks.evaluate import evaluate
 from symrnn.checks.oracle import ScalarNetwork, build_network, forward_values
 from symrnn.engine.derive import derive_recurrence, derive_unrolled
-from symrnn.engine.expr import add, at_time, split_timed
+from symrnn.engine.expr import add, at_time, split_timed, timed
 from symrnn.engine.graph import unroll
 from symrnn.errors import MissingRuleError
 from symrnn.ops import Exp, Sigmoid
@@ -97,6 +108,8 @@ class ProofResult:
     forward_checked: int = 0
     """Forward entries compared (states and losses)."""
     kind: str = field(default="unrolled")
+    T_out: int | None = None
+    """An encoder–decoder's decoder steps (None otherwise)."""
 
     @property
     def ok(self) -> bool:
@@ -108,7 +121,8 @@ class ProofResult:
             total = self.entries_checked + self.forward_checked
             raise AssertionError(
                 f"{len(self.mismatches)} of {total} entries differ ({self.kind} proof) "
-                f"for {self.spec} at T={self.T}:\n{shown}"
+                f"for {self.spec} at T={self.T}"
+                f"{'' if self.T_out is None else f', T_out={self.T_out}'}:\n{shown}"
             )
 
 
@@ -207,30 +221,67 @@ def _state_label(base: str) -> str:
     return base.replace("{", "").replace("}", "")
 
 
-def _forward(spec: Spec, T: int, net: ScalarNetwork):
-    """Evaluate the engine's unrolled forward on the oracle's symbols; compare states/losses."""
-    program = unroll(spec, T)
-    engine = _Engine(net)
+def _check_tables(spec: Spec, program, net: ScalarNetwork) -> None:
+    """The engine and the oracle must name the same parameters and states (refused
+    otherwise: the proof compares every gradient and every state of both)."""
     if set(program.params) != set(net.params):  # same cell, layout and biases on both sides
         raise MissingRuleError(
             f"the engine's parameters {sorted(program.params)} are not the oracle's "
             f"{sorted(net.params)} for {spec}")
-    if tuple(program.initial_states) != net.state_names:  # same cell and stack on both sides
+    if tuple(program.network.states) != net.state_names:  # same cell and layers
         raise MissingRuleError(
-            f"the engine's states {list(program.initial_states)} are not the oracle's "
+            f"the engine's states {list(program.network.states)} are not the oracle's "
             f"{list(net.state_names)} for {spec}")
+    if tuple(program.initial_states) != net.free_states:  # the decoder's are not free
+        raise MissingRuleError(
+            f"the engine's free initial states {list(program.initial_states)} are not the "
+            f"oracle's {list(net.free_states)} for {spec}")
+
+
+def _bind_inputs(engine: _Engine, net: ScalarNetwork, program) -> None:
+    """Parameters, free initial states and data (x_t, y_t) on the oracle's symbols.
+
+    A datum the oracle's network does not have (an x_t the engine reads as data where
+    the oracle feeds ŷ_{t−1} back) gets symbols of its own, so what depends on it
+    differs.  A reverse layer's initial state h_reverse_{T+1} is also bound under its
+    concrete name (the rolled recurrence at t = T reads s_{t+1})."""
     for name, sym in program.params.items():
         engine.bind(sym, net.params[name])
     for s, sym in program.initial_states.items():
-        engine.bind(sym, net.states[s, 0])
+        engine.bind(sym, net.initial[s])
+        if net.layer_of(s).direction < 0:
+            engine.bind(timed(s, net.T + 1, *sym.shape), net.initial[s])
+    defined = {eq.lhs for eq in program.equations}
     for eq in program.equations:
         for sym in eq.rhs.atoms(MatrixSymbol):
             parts = split_timed(sym)
-            if parts and parts[0] in ("x", "y") and sym not in engine.env:
-                t = int(parts[1])
-                engine.bind(sym, net.inputs[t] if parts[0] == "x" else net.targets[t])
+            if parts and parts[0] in ("x", "y") and sym not in engine.env \
+                    and sym not in defined:
+                data = net.data(parts[0], int(parts[1]))
+                engine.bind(sym, data if data is not None else _entries_of(sym, "engine-only"))
+
+
+def _entries_of(symbol: MatrixSymbol, tag: str) -> Matrix:
+    """Fresh symbols ``tag:name[k]`` for the entries of an engine symbol."""
+    rows, cols = (int(d) for d in symbol.shape)
+    name = _state_label(symbol.name)
+    return Matrix(rows, cols, [Symbol(f"{tag}:{name}[{k}]") for k in range(rows * cols)])
+
+
+def _forward(spec: Spec, net: ScalarNetwork):
+    """Evaluate the engine's unrolled forward on the oracle's symbols; compare states/losses.
+
+    A value an equation reads before any equation defines it (a miswired program) is a
+    symbol of its own, so everything that depends on it differs from the oracle."""
+    program = unroll(spec, net.T, net.T_out)
+    _check_tables(spec, program, net)
+    engine = _Engine(net)
+    _bind_inputs(engine, net, program)
     mismatches, checked = [], 0
     for eq in program.equations:
+        for sym in eq.rhs.atoms(MatrixSymbol):  # read before defined: a miswired program
+            if sym not in engine.env:
+                engine.bind(sym, _entries_of(sym, "unbound"))
         entries = engine.value(eq.rhs)
         engine.store(eq.lhs, entries)
         base, time = split_timed(eq.lhs)
@@ -255,7 +306,9 @@ def _forward(spec: Spec, T: int, net: ScalarNetwork):
 
 def _bind_delta(engine: _Engine, net: ScalarNetwork, symbol: MatrixSymbol, state: str, t: int,
                 entries: list, mismatches: list | None, name: str) -> int:
-    """Compare δ^{state}_t with the oracle; bind the engine's δ symbol (matched → oracle's)."""
+    """Compare δ^{state}_t with the oracle; bind the engine's δ symbol: an entry that
+    matches to the oracle's δ symbol, one that does not to a symbol of the engine's own
+    (``engine:delta_2[0]``: what depends on it differs too, and stays one step in size)."""
     oracle = net.adjoint(state, t)
     symbols = net.delta_symbols(state, t)
     bound = []
@@ -264,7 +317,7 @@ def _bind_delta(engine: _Engine, net: ScalarNetwork, symbol: MatrixSymbol, state
         if diff is None:
             bound.append(s)
         else:
-            bound.append(e)
+            bound.append(symengine.Symbol(f"engine:{_state_label(symbol.name)}[{k}]"))
             if mismatches is not None:
                 mismatches.append(Mismatch(name, (k,), e, o, diff, "delta", t))
     placeholders = []
@@ -296,44 +349,51 @@ def _value_or_zero(engine: _Engine, expr, shape) -> list:
     return _zeros(shape) if expr is None else engine.value(expr)
 
 
-def _setup(spec: Spec, T: int):
+def _setup(spec: Spec, T: int, T_out: int | None):
     if not spec.is_concrete:
         raise ValueError("the scalar oracle needs concrete sizes")
     T = check_T(T)
-    net = build_network(spec, T)
-    return (T, net, *_forward(spec, T, net))
+    T_out = None if T_out is None else check_T(T_out)
+    net = build_network(spec, T, T_out)
+    return (net, *_forward(spec, net))
 
 
-def prove_unrolled(spec: Spec, T: int) -> ProofResult:
-    """Check the engine's unrolled forward and every gradient entry against the oracle."""
-    return _prove_unrolled(spec, *_setup(spec, T))
+def prove_unrolled(spec: Spec, T: int, T_out: int | None = None) -> ProofResult:
+    """Check the engine's unrolled forward and every gradient entry against the oracle
+    (``T_out``: an encoder–decoder's decoder steps, default T)."""
+    return _prove_unrolled(spec, *_setup(spec, T, T_out))
 
 
-def prove_rolled(spec: Spec, T: int) -> ProofResult:
-    """Instantiate the rolled recurrence at t = T..1 and check it against the oracle.
+def prove_rolled(spec: Spec, T: int, T_out: int | None = None) -> ProofResult:
+    """Instantiate the rolled recurrence on the oracle's steps and check it.
 
-    Compared: every entry of δ_t for every state and step, every per-step
-    summand of every parameter (∂L/∂θ^{(t)}; zero outside the summand's
-    range), and ∂L/∂s_0 for every state; and the forward, as for
-    :func:`prove_unrolled`.
+    Compared: every entry of δ_t for every state and step (forward states at
+    t = T..1 from δ_{T+1} = 0, reverse states at t = 1..T from δ_0 = 0, an encoder's
+    δ_T from the recurrence's ``final``), every per-step summand of every parameter
+    (∂L/∂θ^{(t)}, by ``summand_range`` and ``first_step``; zero outside the range), and
+    ∂L/∂s_0 of every free initial state; and the forward, as for :func:`prove_unrolled`.
     """
-    return _prove_rolled(spec, *_setup(spec, T))
+    return _prove_rolled(spec, *_setup(spec, T, T_out))
 
 
-def prove(spec: Spec, T: int) -> tuple[ProofResult, ProofResult]:
+def prove(spec: Spec, T: int, T_out: int | None = None) -> tuple[ProofResult, ProofResult]:
     """(:func:`prove_unrolled`, :func:`prove_rolled`), evaluating the engine's forward once."""
-    T, net, engine, mismatches, forward_checked = _setup(spec, T)
+    net, engine, mismatches, forward_checked = _setup(spec, T, T_out)
     saved = dict(engine.values), dict(engine.env), dict(engine.memo)
-    unrolled = _prove_unrolled(spec, T, net, engine, list(mismatches), forward_checked)
+    unrolled = _prove_unrolled(spec, net, engine, list(mismatches), forward_checked)
     engine.values, engine.env, engine.memo = saved  # the rolled proof binds δ_t, e_t anew
-    rolled = _prove_rolled(spec, T, net, engine, list(mismatches), forward_checked)
+    rolled = _prove_rolled(spec, net, engine, list(mismatches), forward_checked)
     return unrolled, rolled
 
 
-def _prove_unrolled(spec, T, net, engine, mismatches, forward_checked) -> ProofResult:
-    unrolled = derive_unrolled(spec, T)
-    states = {_delta_name(net, s, t): (s, t)
-              for s in net.state_names for t in range(1, T + 1)}
+def _result(spec, net, checked, mismatches, forward_checked, kind) -> ProofResult:
+    T_out = net.T_out if spec.topology == "encoder_decoder" else None
+    return ProofResult(spec, net.T, checked, tuple(mismatches), forward_checked, kind, T_out)
+
+
+def _prove_unrolled(spec, net, engine, mismatches, forward_checked) -> ProofResult:
+    unrolled = derive_unrolled(spec, net.T, net.T_out)
+    states = {_delta_name(net, s, t): (s, t) for s in net.state_names for t in net.times(s)}
     for name, value in unrolled.definitions:
         if value is None:
             continue
@@ -348,55 +408,144 @@ def _prove_unrolled(spec, T, net, engine, mismatches, forward_checked) -> ProofR
         oracle = net.gradient(name)
         entries = _value_or_zero(engine, expr, oracle.shape)
         checked += _compare_matrix(entries, oracle, name, mismatches)
-    return ProofResult(spec, T, checked, tuple(mismatches), forward_checked, "unrolled")
+    return _result(spec, net, checked, mismatches, forward_checked, "unrolled")
 
 
 def _delta_name(net: ScalarNetwork, state: str, t: int) -> str:
     """The engine's name of δ^{state}_t (see :func:`symrnn.engine.derive.adjoint_symbol`).
 
     δ_t for a one-state network; δ^{s}_t for each state of every layer otherwise (an
-    LSTM's δ^{c}_t, a stack's δ^{h_l1}_t).
+    LSTM's δ^{c}_t, a stack's δ^{h_l1}_t, δ^{h_reverse}_t, δ^{h_dec}_t).
     """
-    base = "delta" if len(net.state_names) == 1 else f"delta^{{{state}}}"
-    return f"{base}_{{{t}}}"
+    return f"{_delta_base(net, state)}_{{{t}}}"
 
 
-def _prove_rolled(spec, T, net, engine, mismatches, forward_checked) -> ProofResult:
-    rec = derive_recurrence(spec)
-    loss_steps = set(net.loss_steps)
-    e_sym, e_expr = rec.output_error
-    for t in sorted(loss_steps):
-        engine.store(at_time(e_sym, t), engine.value(at_time(e_expr, t)))
-    checked = 0
-    for t in range(T, 0, -1):
-        computed = {}
-        for s in net.state_names:
-            delta_sym, delta_expr = rec.deltas[s]
-            if rec.loss_at_every_step and t < T:
-                expr = delta_expr
-            else:
-                parts = []
-                if t in loss_steps and rec.local.get(s) is not None:
-                    parts.append(rec.local[s])
-                if t < T and rec.carry.get(s) is not None:
-                    parts.append(rec.carry[s])
-                expr = add(*parts) if parts else None
-            symbol = at_time(delta_sym, t)
-            computed[s] = (symbol, _value_or_zero(engine, at_time(expr, t), symbol.shape))
-        for s, (symbol, entries) in computed.items():
-            name = f"{_state_label(split_timed(symbol)[0])}_{t}"
-            checked += _bind_delta(engine, net, symbol, s, t, entries, mismatches, name)
-    for name, summand in rec.gradients.items():
-        steps = {T} if rec.summand_range(name) == "t=T" else set(range(1, T + 1))
-        for t in range(1, T + 1):
+def _delta_base(net: ScalarNetwork, state: str) -> str:
+    return "delta" if len(net.state_names) == 1 else f"delta^{{{state}}}"
+
+
+_LAST = re.compile(r"^T(?P<offset>[+-]\d+)?$")
+
+
+def _concrete(expr, T: int):
+    """Per-step symbols at T, T±k (the recurrence's first step of a reverse layer) at
+    the concrete T."""
+    if expr is None:
+        return None
+    mapping = {}
+    for sym in expr.atoms(MatrixSymbol):
+        parts = split_timed(sym)
+        match = _LAST.match(parts[1]) if parts is not None else None
+        if match:
+            mapping[sym] = timed(parts[0], T + int(match["offset"] or 0), *sym.shape)
+    return expr.xreplace(mapping)
+
+
+class _Rolled:
+    """The rolled recurrence instantiated on the oracle's steps, each δ_t and e_t bound
+    when an expression first reads it (so every order of dependencies is followed: t =
+    T..1 forward, t = 1..T reversed, a layer after the one above it, an encoder after
+    the decoder), and each δ_t compared with the oracle's as it is bound.
+
+    Beyond the ends of the recurrence δ is zero (δ_{T+1} forward, δ_0 reversed); any
+    other symbol no forward step defines (h_{T+1}, a_reverse_0, …) is a symbol of its
+    own, which must vanish with the zero δ it multiplies.
+    """
+
+    def __init__(self, rec, net: ScalarNetwork, engine: _Engine, mismatches: list):
+        self.rec, self.net, self.engine, self.mismatches = rec, net, engine, mismatches
+        self.checked = 0
+        self.deltas = {_delta_base(net, s): s for s in net.state_names}
+        self.pending: set = set()
+
+    def value(self, expr, shape) -> list:
+        """Folded entries of an instantiated expression (zeros for None)."""
+        if expr is None:
+            return _zeros(shape)
+        for sym in expr.atoms(MatrixSymbol):
+            if sym not in self.engine.env:
+                self._bind(sym)
+        return self.engine.value(expr)
+
+    def _bind(self, sym: MatrixSymbol) -> None:
+        parts = split_timed(sym)
+        t = int(parts[1]) if parts is not None and parts[1].lstrip("-").isdigit() else None
+        if t is not None and parts[0] == "e" and t in self.net.loss_steps:
+            _, e_expr = self.rec.output_error
+            self.engine.store(sym, self.value(at_time(e_expr, t), sym.shape))
+        elif t is not None and parts[0] in self.deltas:
+            self._delta(self.deltas[parts[0]], t, sym)
+        else:
+            self.engine.bind(sym, _entries_of(sym, "unbound"))
+
+    def _delta(self, s: str, t: int, sym: MatrixSymbol) -> None:
+        times, net = self.net.times(s), self.net
+        if t not in times or (s, t) in self.pending:
+            end = times[-1] + 1 if net.layer_of(s).direction > 0 else 0
+            zero = t == end and (s, t) not in self.pending
+            self.engine.bind(sym, sympy.zeros(*sym.shape) if zero
+                             else _entries_of(sym, "unbound"))
+            return
+        self.pending.add((s, t))
+        entries = self.value(self._delta_expr(s, t), sym.shape)
+        name = f"{_state_label(split_timed(sym)[0])}_{t}"
+        self.checked += _bind_delta(self.engine, net, sym, s, t, entries, self.mismatches, name)
+
+    def _delta_expr(self, s: str, t: int):
+        """δ^{s}_t by the recurrence: local + cross + carry (no local without a loss at
+        step t), plus, at an encoder's last step, what the decoder sends back (final)."""
+        rec = self.rec
+        expr = rec.deltas[s][1]
+        if rec.local.get(s) is not None and t not in self.net.loss_steps:
+            expr = add(rec.cross.get(s), rec.carry.get(s))
+        expr = at_time(expr, t)
+        if s in rec.final and t == self.net.times(s)[-1]:
+            expr = add(expr, _concrete(rec.final[s], self.net.T))
+        return expr
+
+    def summand(self, name: str, t: int):
+        """The recurrence's summand of parameter ``name`` at step t (None: zero there)."""
+        rec, last = self.rec, self.net.param_steps(name)
+        span = rec.summand_range(name)
+        if span == "t=T":
+            return at_time(rec.gradients[name], t) if t == last else None
+        if span in ("t=1", "t=2..T") and t == 1:
+            return _concrete(rec.first_step[name], self.net.T)
+        return None if span == "t=1" else at_time(rec.gradients[name], t)
+
+
+def _adjoint_order(net: ScalarNetwork):
+    """(state, t) in the order the recurrence runs, so that what each δ reads is mostly
+    bound already (the binding is lazy either way; this keeps it shallow): the last
+    stage first; step by step (t = T..1) without a reverse layer, else layer by layer
+    from the top (forward t = T..1, reverse t = 1..T)."""
+    for stage in reversed(net.stages):
+        layers = [layer for layer in reversed(net.layers) if layer.stage == stage]
+        if not net.per_layer:
+            for t in reversed(net.times(layers[0].states[0])):
+                yield from ((s, t) for layer in layers for s in layer.states)
+            continue
+        for layer in layers:
+            times = net.times(layer.states[0])
+            for t in (reversed(times) if layer.direction > 0 else times):
+                yield from ((s, t) for s in layer.states)
+
+
+def _prove_rolled(spec, net, engine, mismatches, forward_checked) -> ProofResult:
+    rolled = _Rolled(derive_recurrence(spec), net, engine, mismatches)
+    for s, t in _adjoint_order(net):
+        symbol = at_time(rolled.rec.deltas[s][0], t)
+        if symbol not in engine.env:
+            rolled.value(symbol, symbol.shape)
+    checked = rolled.checked
+    for name in net.params:
+        for t in range(1, net.param_steps(name) + 1):
             oracle = net.summand(name, t)
-            if t in steps:
-                entries = _value_or_zero(engine, at_time(summand, t), oracle.shape)
-            else:
-                entries = _zeros(oracle.shape)
+            entries = rolled.value(rolled.summand(name, t), oracle.shape)
             checked += _compare_matrix(entries, oracle, name, mismatches, "summand", t)
-    for s, expr in rec.initial_state.items():
+    for s in net.free_states:
         oracle = net.gradient(f"{s}_0")
-        entries = _value_or_zero(engine, expr, oracle.shape)
+        expr = _concrete(rolled.rec.initial_state.get(s), net.T)
+        entries = rolled.value(expr, oracle.shape)
         checked += _compare_matrix(entries, oracle, f"{s}_0", mismatches)
-    return ProofResult(spec, T, checked, tuple(mismatches), forward_checked, "rolled")
+    return _result(spec, net, checked, mismatches, forward_checked, "rolled")
