@@ -307,9 +307,11 @@ def forward(params, x, y, *initial_states, y0=None):
                   "x": x}}
 
 
-def _back_stage(params, stage, grad_top, caches, grads, final, masks=None):
-    """Backward through one stage's layers, top first; returns dL/d(its input sequence)."""
+def _back_stage(params, stage, grad_top, caches, grads, final, masks=None, input_grad=True):
+    """Backward through one stage's layers, top first; returns dL/d(its input sequence)
+    (None without input_grad: layer 0's dL/dx is then not computed)."""
     for index in reversed(range(NUM_LAYERS)):
+        wanted = input_grad or index > 0
         if masks is not None and index < NUM_LAYERS - 1:
             grad_top = grad_top * masks[index]
         segs = [s for s in LAYERS if s[3] == stage and s[2] == index]
@@ -318,12 +320,13 @@ def _back_stage(params, stage, grad_top, caches, grads, final, masks=None):
             part = grad_top[:, :, k * H:(k + 1) * H]
             part = {time_major}(part if direction > 0 else {flip}(part))
             g = backward_layer(_layer_params(params, BLOCKS[suffix]), caches[suffix], part,
-                               final.get(suffix))
+                               final.get(suffix), input_grad=wanted)
             _scatter(g, BLOCKS[suffix], grads)
             for s in CELL_STATES:
                 grads[s + suffix + "_0"] = g[s + "_0"]
-            dx = g["x"] if direction > 0 else {flip}(g["x"])
-            grad_in = dx if grad_in is None else grad_in + dx
+            if wanted:
+                dx = g["x"] if direction > 0 else {flip}(g["x"])
+                grad_in = dx if grad_in is None else grad_in + dx
         grad_top = grad_in
     return grad_top
 
@@ -348,13 +351,13 @@ def backward(params, cache, input_grad=False):
         grad_top = d_h.reshape((B, T, -1))
     final = {{}}
     if TOPOLOGY == "encoder_decoder":
-        _back_stage(params, "_dec", grad_top, caches, grads, {{}})
+        _back_stage(params, "_dec", grad_top, caches, grads, {{}}, input_grad=False)
         for suffix, _, _, where in LAYERS:
             if where == "":
                 final[suffix] = {{s: grads.pop(s + "_dec" + suffix + "_0")
                                  for s in CELL_STATES}}
         grad_top = {zeros}((B, x.shape[1], H), dtype=d_h.dtype{device_h})
-    dx = _back_stage(params, "", grad_top, caches, grads, final)
+    dx = _back_stage(params, "", grad_top, caches, grads, final, input_grad=input_grad)
     grads = {{n: grads[n] for n in PARAM_NAMES}} | {{
         s + "_0": grads[s + "_0"] for s in STATES}}
     if input_grad:

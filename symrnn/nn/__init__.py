@@ -98,12 +98,12 @@ class _Stack(torch.autograd.Function):
                 final[suffix]["c"] = arrays.into(grad_cn[k])
         grads: dict = {}
         dx = ctx.mod._back_stage(ctx.params, "", arrays.into(grad_out), ctx.caches, grads,
-                                 final, ctx.masks)
+                                 final, ctx.masks, input_grad=ctx.needs_input_grad[1])
         d_h0 = arrays.stack([grads["h" + s + "_0"] for s in owner._suffixes]) \
             if ctx.needs_input_grad[2] else None
         d_c0 = arrays.stack([grads["c" + s + "_0"] for s in owner._suffixes]) \
             if ctx.needs_input_grad[3] else None
-        return (None, arrays.out(dx), d_h0, d_c0,
+        return (None, None if dx is None else arrays.out(dx), d_h0, d_c0,
                 *(arrays.out(grads[n]) for n in owner._ours))
 
 
