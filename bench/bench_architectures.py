@@ -10,11 +10,15 @@ method's loss and gradients are first checked against gen-numpy in float64 (1e-9
 
 from __future__ import annotations
 
-import numpy as np
+import sys
+from pathlib import Path
+
 import torch
 
 from symrnn import Spec
-from symrnn import compile as symrnn_compile
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_gated import problem  # noqa: E402  (the one builder of weights and data)
 
 NN = {"elman": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
 ARCHS = ("stacked", "bidirectional")
@@ -53,14 +57,7 @@ def build_methods(cell: str, arch: str, cfg, dtype: str):
     bidirectional = arch == "bidirectional"
     spec = Spec(cell=cell, layout="torch", num_layers=LAYERS, bidirectional=bidirectional,
                 hidden_size=H, input_size=D, output_size=O)
-    gen_np, gen_t = symrnn_compile(spec, "numpy"), symrnn_compile(spec, "torch")
-    rng = np.random.default_rng(0)
-    p = {n: (rng.normal(size=s) / np.sqrt(s[-1])).astype(dtype)
-         for n, s in gen_np.PARAM_SHAPES.items()}
-    x = rng.normal(size=(B, T, D)).astype(dtype)
-    y = rng.normal(size=(B, T, O)).astype(dtype)
-    pt = {k: torch.from_numpy(v) for k, v in p.items()}
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    gen_np, gen_t, (p, x, y), (pt, xt, yt) = problem(spec, cfg, dtype)
     module = TorchStack(cell, bidirectional, pt, cfg, getattr(torch, dtype))
     methods = {
         "gen-numpy": lambda: gen_np.loss_and_grad(p, x, y),
