@@ -7,6 +7,7 @@ against a textbook forward written here (per sequence, column vectors) run by au
 
 from __future__ import annotations
 
+import builtins
 import shutil
 import subprocess
 import sys
@@ -94,7 +95,7 @@ def test_bidirectional_gradients_equal_torch_nn(cell, layers, backend):
                                    rtol=0, err_msg=state)
 
 
-def test_a_layer_run_forward_breaks_the_equality(monkeypatch, tmp_path):
+def test_a_layer_run_forward_breaks_the_equality(tmp_path):
     """Test the test: the reverse layer fed unflipped inputs gives wrong gradients."""
     rnn, head, x, y, s0, loss = _nn_case("lstm", 2, seed=3)
     spec = Spec(cell="lstm", layout="torch", bidirectional=True, num_layers=2,
@@ -104,18 +105,12 @@ def test_a_layer_run_forward_breaks_the_equality(monkeypatch, tmp_path):
     path = tmp_path / "broken.py"
     path.write_text(source)
     namespace: dict = {}
-    exec(compile_source(path), namespace)  # noqa: S102 - our own generated text
+    exec(builtins.compile(source, str(path), "exec"), namespace)  # noqa: S102 - generated
     params = {k: _as("numpy", v) for k, v in _module_params(rnn, head).items()}
     _, grads = namespace["loss_and_grad"](params, _as("numpy", x), _as("numpy", y))
     got = grads["weight_ih_reverse"]
     want = dict(rnn.named_parameters())["weight_ih_l0_reverse"].grad.numpy()
     assert np.abs(got - want).max() > 1e-3
-
-
-def compile_source(path: Path):
-    import builtins
-
-    return builtins.compile(path.read_text(), str(path), "exec")
 
 
 def _per_gate(torch_values: dict, suffix: str, layer: int, k: int, g: str) -> dict:

@@ -126,11 +126,10 @@ class _RNNBase(torch.nn.Module):
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout = bias, batch_first, float(dropout)
         self.bidirectional, self._activation = bidirectional, activation
-        self._compiled()  # validate the configuration now (a SpecError names the problem)
         directions = ("", "_reverse") if bidirectional else ("",)
         self._suffixes = tuple(("" if k == 0 else f"_l{k}") + d for k in range(num_layers)
                                for d in directions)
-        shapes = self._compiled().PARAM_SHAPES
+        shapes = self._compiled().PARAM_SHAPES  # a bad configuration: a SpecError, now
         factory = {"device": device, "dtype": dtype}
         self._names = []
         for k in range(num_layers):
