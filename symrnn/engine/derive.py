@@ -312,7 +312,9 @@ def derive_recurrence(spec: Spec) -> Recurrence:
     final = {enc: merged["initial"][dec] for dec, enc in net.contexts.items()}
     gradients = {name: merged["gradients"].get(name) for name in net.params}
     initial = {s: v for s, v in merged["initial"].items() if s not in net.contexts}
-    first = {k: v for stage in stages for k, v in stage.first_step().items()}
+    first = {}
+    if spec.topology == "one_to_many":
+        first = {k: v for stage in stages for k, v in stage.first_step().items()}
     return Recurrence(
         spec=spec, output_error=top.output_error, local=merged["local"],
         carry=merged["carry"], deltas=deltas, gradients=gradients, initial_state=initial,
