@@ -69,41 +69,38 @@ class _Arrays:
 
 
 class _Stack(torch.autograd.Function):
-    """(x, h0, c0, *weights) → (output, h_n, c_n) through the generated layer functions."""
+    """(x, initial states…, weights…) → (output, final states…) through the generated layer
+    functions; the states are the cell's (``CELL_STATES``: h, or h and c)."""
 
     @staticmethod
-    def forward(ctx, owner, x, h0, c0, *weights):
+    def forward(ctx, owner, x, *tensors):
         arrays = _Arrays(owner._use_numpy(x))
         mod = owner._compiled("numpy" if arrays.numpy else "torch")
+        states, count = mod.CELL_STATES, len(mod.CELL_STATES)
+        starts, weights = tensors[:count], tensors[count:]
         params = {n: arrays.into(w) for n, w in zip(owner._ours, weights, strict=True)}
-        initial = owner._initial(arrays.into(h0), arrays.into(c0))
+        initial = owner._initial(states, [arrays.into(s) for s in starts])
         caches: dict = {}
         masks = owner._masks(x)
         masks = None if masks is None else [arrays.into(m) for m in masks]
         top = mod._run_stage(params, "", arrays.into(x), initial, caches, masks)
         ctx.owner, ctx.params, ctx.caches, ctx.masks = owner, params, caches, masks
         ctx.arrays, ctx.mod = arrays, mod
-        h_n = arrays.stack([caches[s]["HS"][-1] for s in owner._suffixes])
-        c_n = arrays.stack([caches[s]["CS"][-1] for s in owner._suffixes]) \
-            if owner._cell == "lstm" else h_n.new_zeros(0)
-        return arrays.out(top), h_n, c_n
+        finals = [arrays.stack([caches[d][s.upper() + "S"][-1] for d in owner._suffixes])
+                  for s in states]
+        return (arrays.out(top), *finals)
 
     @staticmethod
-    def backward(ctx, grad_out, grad_hn, grad_cn):
-        owner, arrays = ctx.owner, ctx.arrays
-        final = {}
-        for k, suffix in enumerate(owner._suffixes):
-            final[suffix] = {"h": arrays.into(grad_hn[k])}
-            if owner._cell == "lstm":
-                final[suffix]["c"] = arrays.into(grad_cn[k])
+    def backward(ctx, grad_out, *grad_finals):
+        owner, arrays, states = ctx.owner, ctx.arrays, ctx.mod.CELL_STATES
+        final = {d: {s: arrays.into(g[k]) for s, g in zip(states, grad_finals, strict=True)}
+                 for k, d in enumerate(owner._suffixes)}
         grads: dict = {}
         dx = ctx.mod._back_stage(ctx.params, "", arrays.into(grad_out), ctx.caches, grads,
                                  final, ctx.masks, input_grad=ctx.needs_input_grad[1])
-        d_h0 = arrays.stack([grads["h" + s + "_0"] for s in owner._suffixes]) \
-            if ctx.needs_input_grad[2] else None
-        d_c0 = arrays.stack([grads["c" + s + "_0"] for s in owner._suffixes]) \
-            if ctx.needs_input_grad[3] else None
-        return (None, None if dx is None else arrays.out(dx), d_h0, d_c0,
+        d_starts = [arrays.stack([grads[s + d + "_0"] for d in owner._suffixes])
+                    if ctx.needs_input_grad[2 + i] else None for i, s in enumerate(states)]
+        return (None, None if dx is None else arrays.out(dx), *d_starts,
                 *(arrays.out(grads[n]) for n in owner._ours))
 
 
@@ -161,14 +158,10 @@ class _RNNBase(torch.nn.Module):
             for name in self._names:
                 getattr(self, name).uniform_(-bound, bound)
 
-    def _initial(self, h0, c0) -> dict:
-        out = {}
-        for k, suffix in enumerate(self._suffixes):
-            if h0 is not None:
-                out["h" + suffix] = h0[k]
-            if c0 is not None:
-                out["c" + suffix] = c0[k]
-        return out
+    def _initial(self, states, starts) -> dict:
+        """{state + suffix: its (B, H) start} for the given starts (None: zeros)."""
+        return {s + suffix: start[k] for s, start in zip(states, starts, strict=True)
+                if start is not None for k, suffix in enumerate(self._suffixes)}
 
     def _masks(self, x):
         if not (self.training and self.dropout > 0 and self.num_layers > 1):
@@ -180,12 +173,15 @@ class _RNNBase(torch.nn.Module):
 
     def forward(self, input, hx=None):  # noqa: A002 - torch's argument name
         x = input if self.batch_first else input.transpose(0, 1)
-        h0, c0 = (hx if isinstance(hx, tuple) else (hx, None)) if hx is not None else (None,
-                                                                                        None)
+        count = len(self._compiled().CELL_STATES)
+        starts = (hx if isinstance(hx, tuple) else (hx,)) if hx is not None else (None,) * count
+        if len(starts) != count:
+            raise SpecError(f"hx: expected {count} tensors (one per state of the "
+                            f"{type(self).__name__} cell), got {len(starts)}")
         weights = [getattr(self, n) for n in self._names]
-        out, h_n, c_n = _Stack.apply(self, x.contiguous(), h0, c0, *weights)
+        out, *finals = _Stack.apply(self, x.contiguous(), *starts, *weights)
         out = out if self.batch_first else out.transpose(0, 1)
-        return (out, (h_n, c_n)) if self._cell == "lstm" else (out, h_n)
+        return out, (tuple(finals) if count > 1 else finals[0])
 
 
 class RNN(_RNNBase):
