@@ -12,6 +12,8 @@ NumPy's BLAS pool makes each spin against the other on 2 cores):
 * ``hand-torch``     the same hand-written BPTT in torch, no autograd
 * ``gen-numpy``      symrnn-generated NumPy module
 * ``gen-torch``      symrnn-generated torch module
+* ``gen-numba``      symrnn-generated Numba module (time loops compiled; with the
+                     ``numba`` extra only, timed in its own group: numba's BLAS is scipy's)
 
 Loss L = ½ Σ_{b,t} ‖W_hy h_t + b_y − y_t‖².  FLOPs counted for one
 forward + backward (matrix products only, no dL/dx):
@@ -241,28 +243,36 @@ def run_config(cfg, dtype: str, quick: bool, gemm: float) -> dict:
         "gen-numpy": lambda: gen_np.loss_and_grad(p, x, y),
         "gen-torch": lambda: gen_t.loss_and_grad(pt, xt, yt),
     }
+    compiled, first_call_s = gated_module().numba_method(spec, p, x, y)
+    if compiled is not None:
+        methods["gen-numba"] = compiled
     reference = hand_numpy(p, x, y)[1]
     check_agreement({m: fn()[1] for m, fn in methods.items()}, reference, dtype)
     budget, lo, hi = (1.0, 3, 10) if quick else (4.0, 7, 41)
     ms = {}
-    for group in (TORCH_METHODS, NUMPY_METHODS):  # never interleave the two thread pools
-        ms |= interleaved_ms({m: methods[m] for m in group}, budget, lo, hi)
+    for group in (TORCH_METHODS, NUMPY_METHODS, ("gen-numba",)):  # never interleave pools
+        group = {m: methods[m] for m in group if m in methods}
+        if group:
+            ms |= interleaved_ms(group, budget, lo, hi)
     row = {"config": cfg, "dtype": dtype, "ms": ms, "flops": flops(*cfg),
            "gemm_bound_ms": flops(*cfg) / (gemm * 1e9) * 1e3,
            "peak_mb": {m: numpy_peak_mb(methods[m]) for m in ("hand-numpy", "gen-numpy")},
-           "stored_mb": (T + 1) * B * H * np.dtype(dtype).itemsize / 2 ** 20}
+           "stored_mb": (T + 1) * B * H * np.dtype(dtype).itemsize / 2 ** 20,
+           "numba_first_call_s": first_call_s}
     return row
 
 
 def format_rows(rows: list[dict], gemm: dict) -> str:
     cols = ["autograd-loop", "nn.RNN", "hand-numpy", "hand-torch", "gen-numpy", "gen-torch"]
+    cols += ["gen-numba"] if "gen-numba" in rows[0]["ms"] else []
     lines = ["| (B, D, H, O, T) | dtype | " + " | ".join(cols)
              + " | gen-np / hand-np | gen-t / hand-t | gen-t / nn.RNN | best gen GFLOP/s "
                "| GEMM-bound | best gen / bound | peak MB gen-np (hand-np; h_t store) |",
              "|" + "---|" * (len(cols) + 9)]
+    gens = [c for c in cols if c.startswith("gen-")]
     for r in rows:
         ms = r["ms"]
-        best = min(ms["gen-numpy"], ms["gen-torch"])
+        best = min(ms[g] for g in gens)
         cells = [f"{ms[c]:.2f}" for c in cols]
         lines.append(
             f"| {r['config']} | {r['dtype']} | " + " | ".join(cells)
@@ -277,6 +287,11 @@ def format_rows(rows: list[dict], gemm: dict) -> str:
     rates = ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in gemm.items())
     lines.append("")
     lines.append(f"times in ms (median); large-GEMM rate measured in this run: {rates}")
+    first = [f"{r['config']} {r['dtype']} {r['numba_first_call_s']:.2f} s" for r in rows
+             if r.get("numba_first_call_s") is not None]
+    if first:
+        lines.append("gen-numba first call (JIT compile, or load from numba's disk cache): "
+                     + "; ".join(first))
     return "\n".join(lines)
 
 

@@ -28,11 +28,14 @@ method, then JAX (never two thread pools interleaved), medians of repeats.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 
 from symrnn import Spec
 from symrnn import compile as symrnn_compile
+from symrnn.errors import SpecError
 
 TORCH_MODULES = {"lstm": "nn.LSTM", "gru": "nn.GRU"}
 GATES = {"lstm": 4, "gru": 3, "gru_v1": 3}
@@ -158,6 +161,21 @@ def _set_x64(dtype: str) -> None:
 # ------------------------------------------------------------------ methods
 
 
+GENERATED = ("gen-numpy", "gen-torch", "gen-numba")
+
+
+def numba_method(spec: Spec, p, x, y):
+    """(the gen-numba method, seconds of its first call: the JIT compile, or the load from
+    numba's disk cache when an earlier run compiled it), or (None, None) without the extra."""
+    try:
+        module = symrnn_compile(spec, "numba")
+    except SpecError:
+        return None, None
+    start = time.perf_counter()
+    module.loss_and_grad(p, x, y)
+    return (lambda: module.loss_and_grad(p, x, y)), time.perf_counter() - start
+
+
 def problem(spec: Spec, cfg, dtype: str):
     """One config's generated modules and data, as NumPy and as torch (shared memory):
     (gen_np, gen_t, (p, x, y), (pt, xt, yt)); weights N(0, 1/fan_in), seed 0."""
@@ -182,6 +200,9 @@ def build_methods(cell: str, cfg, dtype: str, with_jax: bool):
         "gen-numpy": lambda: gen_np.loss_and_grad(p, x, y),
         "gen-torch": lambda: gen_t.loss_and_grad(pt, xt, yt),
     }
+    compiled, _ = numba_method(spec, p, x, y)
+    if compiled is not None:
+        methods["gen-numba"] = compiled
     if cell in TORCH_MODULES:
         module = TorchGated(cell, pt, getattr(torch, dtype))
         methods[TORCH_MODULES[cell]] = lambda: module(xt, yt)
@@ -235,7 +256,7 @@ def run_config(cell: str, cfg, dtype: str, quick: bool, with_jax: bool, interlea
     if with_jax:
         _set_x64(dtype)  # the jitted fn was traced under this setting
     budget, lo, hi = (1.0, 3, 10) if quick else (4.0, 7, 41)
-    groups = [("gen-torch", TORCH_MODULES.get(cell)), ("gen-numpy",), ("jax",)]
+    groups = [("gen-torch", TORCH_MODULES.get(cell)), ("gen-numpy",), ("gen-numba",), ("jax",)]
     ms: dict = {}
     for group in groups:  # never interleave two thread pools
         group = {m: methods[m] for m in group if m in methods}
@@ -250,14 +271,15 @@ def run_config(cell: str, cfg, dtype: str, quick: bool, with_jax: bool, interlea
 def format_rows(cell: str, rows: list[dict], jax_note: str | None = None) -> str:
     ref = TORCH_MODULES.get(cell)
     with_jax = any("jax" in r["ms"] for r in rows)
-    cols = ["gen-numpy", "gen-torch"] + ([ref] if ref else []) + (["jax"] if with_jax else [])
+    gens = [g for g in GENERATED if g in rows[0]["ms"]]
+    cols = gens + ([ref] if ref else []) + (["jax"] if with_jax else [])
     ratios = ([f"gen-best / {ref}"] if ref else []) + (["gen-best / jax"] if with_jax else [])
     head = ["(B, D, H, O, T)", "dtype", *cols, "gen-best", *ratios]
     lines = [f"#### {cell}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     worst: dict = {}
     for r in rows:
         ms = r["ms"]
-        best_name = min(("gen-numpy", "gen-torch"), key=ms.__getitem__)
+        best_name = min(gens, key=ms.__getitem__)
         best = ms[best_name]
         cells = [f"{ms[c]:.2f}" for c in cols] + [best_name.removeprefix("gen-")]
         for other in ([ref] if ref else []) + (["jax"] if with_jax else []):

@@ -27,7 +27,7 @@ from symrnn.cli.io import (
     verify_flops,
 )
 
-BACKEND_NAMES = ("numpy", "torch")
+BACKEND_NAMES = ("numba", "numpy", "torch")
 DTYPES = ("float32", "float64")
 
 

@@ -22,6 +22,12 @@ with ``delta[:, t-1] = ∂L/∂h_t`` (``'delta_c'``: the part of ∂L/∂c_t fro
 Parameters: per-gate (``layout = "notes"``) or torch's stacked weight_ih, weight_hh,
 bias_ih, bias_hh (``layout = "torch"``, loadable from a torch.nn.RNN/LSTM/GRU state_dict).
 
+``backend="numba"`` (the ``symrnn[numba]`` extra) is the NumPy module with its time loops
+lifted into ``@numba.njit(cache=True)`` kernels (:mod:`symrnn.codegen.kernels`); a loop the
+kernel table cannot spell stays NumPy code.  Numba compiles each kernel on its first call
+for each argument signature and keeps the machine code on disk beside the module, in
+``<cache folder>/__pycache__`` (or ``$NUMBA_CACHE_DIR``), so later processes load it.
+
 Bidirectional, encoder_decoder and one_to_many specs get a *composed* module
 (:mod:`symrnn.codegen.compose`): layer functions and head functions lowered as above,
 wired by one fixed text; ``loss_and_grad(params, x, y, *initial_states, y0=None,
@@ -41,7 +47,7 @@ from symrnn.codegen.compose import composed
 from symrnn.codegen.emit import emit, emit_composed
 from symrnn.codegen.lower import Options, check_supported, lower
 from symrnn.codegen.passes import PASSES
-from symrnn.codegen.printer import BACKENDS, backend
+from symrnn.codegen.printer import BACKENDS, backend, require
 from symrnn.render.files import atomic_write_text
 from symrnn.spec import Spec
 
@@ -120,7 +126,9 @@ def _generate_composed(spec: Spec, target, options: Options, passes, command) ->
 
 
 def _backend(name: str):
-    return backend(name)
+    target = backend(name)
+    require(target)
+    return target
 
 
 def cache_dir() -> Path:

@@ -12,7 +12,10 @@ was generated from.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
+from symrnn.codegen import ir
+from symrnn.codegen.kernels import PARAM_GUARD, guard_params, lift
 from symrnn.codegen.layout import state_arg
 from symrnn.codegen.lower import Lowered
 from symrnn.codegen.passes import Context, run_passes
@@ -210,6 +213,15 @@ def _shape(low: Lowered, name: str) -> tuple[int, ...]:
     return (int(rows),) if name in net.bias_names else (int(rows), int(cols))
 
 
+def _literal(name: str, items: list[str], brackets: str) -> str:
+    """``NAME = {a, b}`` on one line where it fits, else one item per line."""
+    one = ", ".join(items) + ("," if len(items) == 1 and brackets == "()" else "")
+    line = f"{name} = {brackets[0]}{one}{brackets[1]}"
+    if len(line) <= 99:
+        return line
+    return f"{name} = {brackets[0]}\n" + "".join(f"    {i},\n" for i in items) + brackets[1]
+
+
 def _allowed_y(spec) -> str:
     if spec.topology == "many_to_one":
         shapes = ["(B, OUT)"] + (["(B,)"] if spec.loss == "cross_entropy" else [])
@@ -283,8 +295,8 @@ def emit(low: Lowered, target: Backend, *, command: str, version: str,
     defaults = ", ".join(f"{state_arg(s)}=None" for s in states)
     consts = [
         "SPEC = {\n" + "".join(f"    {k!r}: {v!r},\n" for k, v in spec.to_dict().items()) + "}",
-        f"PARAM_SHAPES = {{{', '.join(f'{n!r}: {_shape(low, n)!r}' for n in names)}}}",
-        f"PARAM_NAMES = {tuple(names)!r}",
+        _literal("PARAM_SHAPES", [f"{n!r}: {_shape(low, n)!r}" for n in names], "{}"),
+        _literal("PARAM_NAMES", [repr(n) for n in names], "()"),
         f"STATES = {tuple(states)!r}",
         f"STATE_ARGS = {tuple(state_arg(s) for s in states)!r}",
         f"TBPTT = {opts.tbptt!r}",
@@ -301,31 +313,64 @@ def emit(low: Lowered, target: Backend, *, command: str, version: str,
                                        names=tuple(state_arg(s) for s in states)).rstrip())
     for fn in (low.forward, low.backward):
         fn = run_passes(fn, passes, Context(low.buffers, printer, frozenset(names)))
-        parts.append("\n\n" + "\n".join(decorator + printer.stmt(fn, 0)))
+        parts.append(function_text(fn, target, decorator))
     parts.append(_loss_and_grad(target, args, defaults).rstrip())
     if low.streamed is not None:
         fn = run_passes(low.streamed, passes, Context(low.buffers, printer, frozenset(names)))
-        parts.append("\n\n" + "\n".join(decorator + printer.stmt(fn, 0)))
+        parts.append(function_text(fn, target, decorator))
     if target.name == "torch":
         parts.append(_TORCH_WRAPPERS.format(states=args, defaults=defaults).rstrip())
-    parts.insert(helpers_at, used_helpers(target.helpers, "\n".join(parts[helpers_at:])))
+    parts.insert(helpers_at, used_helpers(all_helpers(target), "\n".join(parts[helpers_at:])))
     return "\n".join(parts) + "\n"
+
+
+def all_helpers(target: Backend, extra: str = "") -> str:
+    """The host helpers, then (for a compiled backend) the kernels' jitted helpers."""
+    kernels = PARAM_GUARD + target.kernels.helpers if target.kernels is not None else ""
+    return target.helpers + extra + kernels
+
+
+def function_text(fn: ir.FunctionDef, target: Backend, decorator: list[str]) -> str:
+    """A function as printed; with a kernel table, its liftable time loops go first, as
+    decorated kernel functions (:mod:`symrnn.codegen.kernels`)."""
+    if target.kernels is None:
+        return "\n\n" + "\n".join(decorator + Printer(target).stmt(fn, 0))
+    lifted = lift(guard_params(fn), target.kernels.table)
+    kernel_printer = Printer(replace(target, table=target.kernels.table))
+    texts = ["\n".join([target.kernels.decorator, *kernel_printer.stmt(k, 0)])
+             for k in lifted.kernels]
+    texts.append("\n".join(decorator + Printer(target).stmt(lifted.host, 0)))
+    return "\n\n" + "\n\n\n".join(texts)
 
 
 def used_helpers(helpers: str, body: str) -> str:
     """The helper functions that ``body`` calls, directly or through another helper."""
-    chunks = [c for c in re.split(r"\n(?=def )", helpers.strip()) if c.strip()]
-    named = {re.match(r"def (\w+)", c)[1]: c for c in chunks}
+    chunks = [c for c in re.split(r"\n(?=def |@)", helpers.strip()) if c.strip()]
+    chunks = _with_decorators(chunks)
+    named = {re.search(r"^def (\w+)", c, re.M)[1]: c for c in chunks}
     used: set[str] = set()
     frontier = body
     while True:
         new = {n for n in named if n not in used and re.search(rf"\b{n}\(", frontier)}
+        new |= {n for n in named if n not in used and any(
+            re.match(rf"@[\w.]+\({u}\)", named[n]) for u in used | new)}  # overloads
         if not new:
             break
         used |= new
         frontier = "\n".join(named[n] for n in new)
     kept = [c.rstrip() for n, c in named.items() if n in used]
     return ("\n" + "\n\n\n".join(kept)) if kept else ""
+
+
+def _with_decorators(chunks: list[str]) -> list[str]:
+    """Decorator lines joined to the function they decorate."""
+    out: list[str] = []
+    for chunk in chunks:
+        if out and out[-1].lstrip().startswith("@") and "\ndef " not in out[-1]:
+            out[-1] += "\n" + chunk
+        else:
+            out.append(chunk)
+    return out
 
 
 def _composed_header(spec, target: Backend, command: str, version: str) -> str:
@@ -372,13 +417,13 @@ def emit_composed(spec, target: Backend, *, command: str, version: str,
     names = frozenset(low.layout.module_params())
     for fn in (low.forward, low.backward):
         fn = run_passes(fn, passes, Context(low.buffers, printer, names))
-        parts.append("\n\n" + "\n".join(decorator + printer.stmt(fn, 0)))
+        parts.append(function_text(fn, target, decorator))
     for fn in compose.lower_head(spec):
         fn = run_passes(fn, passes, Context(frozenset(), printer, names))
         parts.append("\n\n" + "\n".join(printer.stmt(fn, 0)))
-    parts.append(compose.WIRING.format(**compose.WIRING_SPELLINGS[target.name]).rstrip())
+    parts.append(compose.WIRING.format(**compose.WIRING_SPELLINGS[target.host]).rstrip())
     if target.name == "torch":
         parts.append(compose.TORCH_WRAPPERS.rstrip())
-    helpers = target.helpers + compose.FLIP_HELPERS[target.name]
+    helpers = all_helpers(target, compose.FLIP_HELPERS[target.host])
     parts.insert(helpers_at, used_helpers(helpers, "\n".join(parts[helpers_at:])))
     return "\n".join(parts) + "\n"

@@ -4,7 +4,10 @@
 statements, indentation) once.  A backend is a :class:`Backend` record: the
 import line, a table ``op key → (template, precedence, operand precedences)``,
 and the helper functions its modules define.  ``NUMPY`` and ``TORCH`` are the
-two tables; adding a backend is adding a table.
+two tables; adding a backend is adding a table.  ``NUMBA`` is NumPy's table for
+the host code plus a :class:`Kernels` table: the spellings that Numba's nopython
+mode compiles (``out`` positional, ``np.dot(a, b, out)``, jitted helpers), used for
+the time loops :mod:`symrnn.codegen.kernels` lifts into ``@numba.njit`` functions.
 
 Precedences follow Python: 10 for ``+``/``-``, 20 for ``*``/``@``, 30 for
 unary minus, 40 for ``**``, 100 for atoms (names, calls, subscripts).  An
@@ -17,10 +20,11 @@ import re
 from dataclasses import dataclass
 
 from symrnn.codegen import ir
-from symrnn.errors import SymrnnError
+from symrnn.errors import SpecError, SymrnnError
 from symrnn.ops import ELEMENTWISE
 
-__all__ = ["Backend", "Printer", "NUMPY", "TORCH", "BACKENDS", "backend"]
+__all__ = ["Backend", "Kernels", "Printer", "NUMPY", "TORCH", "NUMBA", "BACKENDS", "backend",
+           "require"]
 
 ATOM = 100
 _BIN = {
@@ -76,12 +80,31 @@ def _elementwise(target: str) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
+class Kernels:
+    """Compiled loops: the table their bodies are printed with, its helpers, the decorator."""
+
+    table: dict[str, tuple[str, int, tuple[int, ...]]]
+    helpers: str
+    decorator: str
+
+
+@dataclass(frozen=True)
 class Backend:
     name: str
     imports: tuple[str, ...]
     table: dict[str, tuple[str, int, tuple[int, ...]]]
     helpers: str
     """Module-level helper functions every generated module of this backend defines."""
+    family: str = ""
+    """The array library of the host code ("numpy" or "torch"); empty: the name."""
+    kernels: Kernels | None = None
+    """Where set, time loops are lifted into compiled kernel functions."""
+    requires: tuple[str, str] | None = None
+    """(module, pip requirement) that generated modules import beyond the family's."""
+
+    @property
+    def host(self) -> str:
+        return self.family or self.name
 
 
 _NP_HELPERS = '''
@@ -127,10 +150,7 @@ def _one_hot(y, n, dtype):
     return torch.nn.functional.one_hot(y.long(), n).to(dtype)
 '''
 
-NUMPY = Backend(
-    "numpy",
-    ("import numpy as np",),
-    _BIN | _calls({
+_NP_CALLS = {
         "softmax": "_softmax({0})",
         "log_softmax": "_log_softmax({0})",
         "sum_all": "{0}.sum()",
@@ -155,7 +175,12 @@ NUMPY = Backend(
         "zeros_like": "np.zeros_like({0})",
         "copy": "{0}.copy()",
         "cast": ("np.asarray({0}, dtype={1})", 3),
-    } | _elementwise("numpy")),
+}
+
+NUMPY = Backend(
+    "numpy",
+    ("import numpy as np",),
+    _BIN | _calls(_NP_CALLS | _elementwise("numpy")),
     _NP_HELPERS + "".join(row.numpy_helper for row in ELEMENTWISE.values()),
 )
 
@@ -193,7 +218,76 @@ TORCH = Backend(
     _TORCH_HELPERS + "".join(row.torch_helper for row in ELEMENTWISE.values()),
 )
 
-BACKENDS = {b.name: b for b in (NUMPY, TORCH)}
+# ------------------------------------------------------------------- numba kernels
+
+_KERNEL_BIN = ("add", "sub", "mul", "matmul", "div", "gt", "ge", "eq", "min", "max",
+               "neg", "T", "float")
+_KERNEL_CALLS = ("sum_all", "sum0", "zeros", "empty", "gather_steps", "mul_out", "add_out",
+                 "rsub_", "sqrt", "zeros_like", "copy")
+"""NumPy spellings that nopython mode compiles as they are (once ``out=`` is positional);
+a loop with an operation outside these and the elementwise rows stays in Python."""
+
+_NB_HELPERS = '''
+def _reshape(a, shape):
+    """a.reshape(shape); in a kernel also a strided (B, G*H) block split into (B, G, H)."""
+    return a.reshape(shape)
+
+
+@numba.extending.overload(_reshape)
+def _reshape_typed(a, shape):
+    if a.layout == "C":
+        return lambda a, shape: a.reshape(shape)
+    if a.ndim != 2 or len(shape) != 3:
+        raise numba.core.errors.TypingError("_reshape: a strided view splits (B, G*H) only")
+
+    def split_last(a, shape):
+        if shape[0] != a.shape[0] or shape[1] * shape[2] != a.shape[1]:
+            raise ValueError("_reshape: a strided view splits its last axis only")
+        s0, s1 = a.strides
+        return np.lib.stride_tricks.as_strided(a, shape=shape, strides=(s0, shape[2] * s1, s1))
+
+    return split_last
+'''
+
+
+def _nopython(entry: str | tuple[str, int]) -> str | tuple[str, int]:
+    """A NumPy spelling as nopython mode takes it: ``out=`` positional, helpers jitted."""
+    if isinstance(entry, tuple):
+        return _nopython(entry[0]), entry[1]
+    template = re.sub(r"out=(\{\d\}|\w+)", r"\1", entry)
+    return re.sub(r"(?<![\w.])_(\w+)\(", r"_nb_\1(", template)
+
+
+def _jitted(helpers: str, decorator: str) -> str:
+    """The elementwise helpers as kernels call them: ``_nb_`` names, decorated."""
+    chunks = [c for c in re.split(r"\n(?=def )", helpers.strip()) if c.strip()]
+    return "".join(f"\n\n{decorator}\n{_nopython(c.rstrip())}\n" for c in chunks)
+
+
+def _kernel_table() -> dict[str, tuple[str, int, tuple[int, ...]]]:
+    calls = {k: _nopython(_NP_CALLS[k]) for k in _KERNEL_CALLS}
+    calls |= {k: _nopython(v) for k, v in _elementwise("numpy").items()}
+    calls |= {"matmul_out": "np.dot({0}, {1}, {2})", "reshape": "_reshape({0}, {1})"}
+    return {k: _BIN[k] for k in _KERNEL_BIN} | _calls(calls)
+
+
+_NB_DECORATOR = "@numba.njit(cache=True)"
+
+NUMBA = Backend(
+    "numba",
+    ("import numba", "import numpy as np"),
+    NUMPY.table,
+    NUMPY.helpers,
+    family="numpy",
+    kernels=Kernels(
+        _kernel_table(),
+        _NB_HELPERS + _jitted("".join(r.numpy_helper for r in ELEMENTWISE.values()),
+                              _NB_DECORATOR),
+        _NB_DECORATOR),
+    requires=("numba", "symrnn[numba]"),
+)
+
+BACKENDS = {b.name: b for b in (NUMPY, TORCH, NUMBA)}
 
 
 def backend(name: str) -> Backend:
@@ -203,6 +297,18 @@ def backend(name: str) -> Backend:
         raise SymrnnError(
             f"unknown backend {name!r}: expected one of {', '.join(BACKENDS)}, got {name!r}"
         ) from None
+
+
+def require(target: Backend) -> None:
+    """SpecError naming the extra to install when the backend's library is missing."""
+    if target.requires is None:
+        return
+    module, extra = target.requires
+    try:
+        __import__(module)
+    except ImportError:
+        raise SpecError(f"backend {target.name!r} needs {module}, which is not installed: "
+                        f"pip install '{extra}'") from None
 
 
 class Printer:
@@ -314,11 +420,20 @@ class Printer:
             doc = [pad + self.indent + line if line else "" for line in stmt.doc.split("\n")]
             doc[0] = pad + self.indent + '"""' + stmt.doc.split("\n")[0]
             doc.append(pad + self.indent + '"""')
-            head = [pad + f"def {stmt.name}({', '.join(stmt.args)}):"]
+            head = self._def_head(pad, stmt.name, stmt.args)
             return head + doc + self.block(stmt.body, depth + 1)
         raise SymrnnError(f"cannot print statement {stmt!r}")
 
     width = 99
+
+    def _def_head(self, pad: str, name: str, args: tuple[str, ...]) -> list[str]:
+        """``def name(args):``, its arguments continued under the first where too long."""
+        line = f"{pad}def {name}({', '.join(args)}):"
+        if len(line) <= self.width or not args:
+            return [line]
+        pieces = [f"{a}," for a in args[:-1]] + [f"{args[-1]}):"]
+        lines = _fill(pieces, " " * len(f"{pad}def {name}("), self.width)
+        return [f"{pad}def {name}(" + lines[0].lstrip()] + lines[1:]
 
     def _commented(self, pad: str, line: str, comment: str) -> list[str]:
         """``line  # comment``, or the comment on its own lines above when too long."""
