@@ -185,7 +185,8 @@ def test_json_and_latex_outputs():
     assert code == 1
     data = json.loads(out)
     assert data["diagnosis"][0]["class"] == "sign"
-    assert set(data["counterexample"]) == {"seed", "entry", "formula_value", "true_value"}
+    assert {"seed", "entry", "formula_value", "true_value", "claimed", "true",
+            "instance"} <= set(data["counterexample"])
     code, out = run("check", "dL/dW_hy = sum_t (y_t - yhat_t) @ h_t.T", "--latex")
     assert code == 1
     assert r"\frac{\partial L}{\partial W_{hy}}" in out and r"\item a sign flip" in out

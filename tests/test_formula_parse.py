@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import dataclasses
 from fractions import Fraction
 from unittest import mock
 
@@ -88,7 +89,7 @@ def test_reading_rules():
     ("dL/dW = (h_t", None, "unexpected end of formula"),
     ("dL/dW = h_t ++", 15, "unexpected end"),
     ("dL/dW = h_t # 3", 13, "unexpected character '#'"),
-    ("dL/dW = h_t^3", 12, "unsupported superscript"),
+    ("dL/dW = h_t^x", 12, "unsupported superscript"),  # ^3 is a power (a vector's: wrong)
     (r"dL/dW = \sum_{q=1} h_t", 13, "unexpected index"),
     ("dL/dW = ) h_t", 9, "unexpected ')'"),
 ])
@@ -126,6 +127,14 @@ TOKENS = [
     r"\sum_{t=1}^{T}", r"\sum_{k=1}^{t}", r"\prod_{j=k+1}^{t}", "sum_t", "1", "2", "0.5",
     r"\left(", r"\right)", r"\mathrm{", r"\input", r"\def", "__import__", "os", "'os'",
     "exec", "$", "%", "&", "~", "\\", " ", "T", "t", "k", "1e9", "\x00", "é",
+    # issue 13's notation: fonts, d2l names, derivatives on the right, powers, nabla,
+    # gate superscripts, let definitions, a declared mean, Jacobians
+    r"\mathbf{W}", r"_\textrm{hh}", r"_{\text{hh}}", r"\boldsymbol{h}", r"\bm", r"\vec",
+    r"\mathbf", r"\textrm{", r"\mathcal{L}", "W_hx", "W_qh", "b_q", r"\nabla", r"\nabla_W",
+    r"\nabla_{W_{hh}}", r"\nabla_{", "let", "let dz_t", "let g", "dz_t", "^k", "^{t-k}",
+    "^{T-i+1}", "^3", "^{-1}", "^{(f)}", "^f", r"\delta^{f}_t", r"\delta^{(i)}", r"\frac{1}{T}",
+    "L =", r"\frac{\partial h_t}{\partial h_{t-1}}", r"\frac{\partial L}{\partial h_t}",
+    r"\partial h_k", r"\partial c_t", "dh_t", "dL/dh_{t+1}", r"\prod_{k=j+1}^{t}", "h_j",
 ]
 
 SEED_TEXTS = [
@@ -133,6 +142,12 @@ SEED_TEXTS = [
     r"\delta_t = V^T e_t + W^\top (\delta_{t+1} \odot (1 - h_{t+1}^2)); "
     r"\frac{\partial L}{\partial W} = \sum_{t=1}^{T} \delta_t h_{t-1}^T",
     "dL/dW_hh = sum_t (delta_t * (1 - h_t^2)) @ h_{t-1}.T",
+    r"\frac{\partial L}{\partial \mathbf{W}_\textrm{hx}} = \sum_{t=1}^{T} "
+    r"\frac{\partial L}{\partial \boldsymbol{h}_t} \mathbf{x}_t^\top",
+    r"\prod_{k=j+1}^{t} \frac{\partial h_k}{\partial h_{k-1}} = \prod_{k=j+1}^{t} "
+    r"\operatorname{diag}(1 - h_k^2) W_{hh}",
+    r"L = \frac{1}{T}\sum_{t=1}^{T} L_t; let dz_t = \delta^{(f)}_t \odot f_t; "
+    r"\nabla_{W_{hf}} L = \frac{1}{T} \sum_k (W^T)^{t-k} dz_k h_{k-1}^T",
 ]
 
 
@@ -156,6 +171,15 @@ def parse_or_formula_error(text: str) -> None:
         except FormulaError:
             return
     assert isinstance(result, N.Formula)
+    nodes = [result.body, result.lhs, *(d.rhs for d in result.definitions)]
+    while nodes:  # a finished formula holds formula nodes only (no \partial leftover)
+        node = nodes.pop()
+        if node is None:
+            continue
+        assert isinstance(node, N.Node), (text, node)
+        nodes += [getattr(node, f.name) for f in dataclasses.fields(node)
+                  if not isinstance(getattr(node, f.name), (str, int, N.Time, N.Exponent,
+                                                            Fraction, type(None)))]
 
 
 FUZZ = settings(max_examples=2_500, deadline=None, database=None,

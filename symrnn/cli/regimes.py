@@ -24,6 +24,7 @@ from symrnn.cli.io import (
     regimes_bytes,
     regimes_flops,
 )
+from symrnn.cli.regimes_claim import claim_command
 from symrnn.errors import suggest
 from symrnn.regimes.families import FAMILIES
 from symrnn.regimes.format import (
@@ -107,7 +108,7 @@ def _bar(jobs: Iterator, label: str = "sweep") -> Iterator:
         yield from items
 
 
-@click.command("regimes")
+@click.group("regimes", invoke_without_command=True)
 @spec_options
 @T_option(default=DEFAULT_T, help=f"Sequence length T (cell tables: default {COMPARE_T}, "
           f"at most {MAX_T}).")
@@ -157,8 +158,11 @@ def regimes_command(spec, T, family, radii, seeds, max_seeds, json_file, plot_fi
     each radius and the carry gate's bias at each of --carry-biases, predicted from the
     state Jacobians along the trajectory and from the carry gate.  --compare-cells: all
     cells at one scale, with the claim that gating fixes vanishing checked row by row
-    against the first cell.
+    against the first cell.  ``symrnn regimes claim STATEMENT`` proves or refutes a
+    regime statement (see its --help).
     """
+    if click.get_current_context().invoked_subcommand is not None:
+        return  # the subcommand (claim) does the work
     radii = _radii(radii)
     cap("seeds", seeds, max_seeds, "--max-seeds")
     rspec = None if weights_file else regime_spec(spec, hidden_size=_hidden_size(spec))
@@ -171,6 +175,9 @@ def regimes_command(spec, T, family, radii, seeds, max_seeds, json_file, plot_fi
         return
     _spectral_mode(spec, rspec, T, family, radii, seeds, json_file, plot_file, table_file,
                    clip, weights_file, input_scale, compare, max_gflop)
+
+
+regimes_command.add_command(claim_command)
 
 
 def _refuse_for_cells(spec, compare_cells_flag, weights_file, clip, compare) -> None:

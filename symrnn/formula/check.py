@@ -11,10 +11,13 @@
    and is then also checked with every size 1 (the scalar case);
 3. numeric: evaluate it on seeded random instances, on the forward pass's own
    h_t, ŷ_t, δ_t, against the engine's gradient (float64, rtol 1e-7);
-4. symbolic: when small enough, expand both sides over the stored forward
-   values (:mod:`symrnn.formula.symbolic`);
-5. when wrong: the counterexample (largest deviation) and the diagnosis
-   (:mod:`symrnn.formula.diagnose`).
+4. symbolic, only for a numerically correct formula and only while it fits the
+   budget: step by step over the engine's named adjoints, else fully inlined
+   when each entry stays small (:mod:`symrnn.formula.symbolic`); the verdict's
+   ``symbolic`` says identical, different or why it was skipped;
+5. when wrong: the counterexample (largest deviation), the first wrong
+   definition of a formula with several (:func:`~symrnn.formula.diagnose.
+   locate_definition`) and the classic slips (:mod:`symrnn.formula.diagnose`).
 
 Bounded: T (and k of a claim about L_k, and every time index written) is at
 most ``max_T`` (default :data:`MAX_T`); the symbolic comparison, the
@@ -32,10 +35,12 @@ import numpy as np
 from symrnn.errors import FormulaError, ShapeError
 from symrnn.formula import nodes as N
 from symrnn.formula.budget import DEFAULT_BUDGET_S, Budget
-from symrnn.formula.diagnose import diagnose
+from symrnn.formula.diagnose import diagnose, locate_definition
+from symrnn.formula.jacobian import check_jacobian
 from symrnn.formula.lower import lower
 from symrnn.formula.parse import parse_formula
 from symrnn.formula.problem import ATOL, RTOL, Problem, resolve_quantity
+from symrnn.formula.statements import declare_time
 from symrnn.formula.symbolic import compare_symbolically, inline, inlined_size
 from symrnn.formula.verdict import Counterexample, Verdict
 from symrnn.render.printing import latex, text
@@ -55,8 +60,13 @@ _MAX_EXPANDED_NODES = MAX_EXPANDED // 2
 def check_formula(formula: str | N.Formula, spec: Spec | None = None, *, wrt: str | None = None,
                   T: int | None = None, instances: int = 3, seed: int = 0,
                   diagnosis: bool = True, scalar_case: bool = True, max_T: int = MAX_T,
-                  budget_s: float | None = DEFAULT_BUDGET_S) -> Verdict:  # noqa: N803
+                  budget_s: float | None = DEFAULT_BUDGET_S,
+                  time: str | None = None) -> Verdict:  # noqa: N803
     """Decide whether ``formula`` is the claimed gradient for ``spec``.
+
+    ``time="mean"`` declares L = (1/T) Σ_t L_t (as does ``L = \\frac{1}{T} \\sum_t L_t``
+    in the formula; default Σ_t L_t).  A claim about Jacobians or adjoints
+    (∂h_t/∂h_{t-1} = …, ∂L/∂h_t = …) is checked by :mod:`symrnn.formula.jacobian`.
 
     ``max_T`` bounds T, the k of L_k and every time index in the formula
     (FormulaError beyond it); ``budget_s`` bounds the symbolic work (see the
@@ -67,7 +77,10 @@ def check_formula(formula: str | N.Formula, spec: Spec | None = None, *, wrt: st
     budget = Budget(budget_s)
     spec = DEFAULT_SPEC if spec is None else spec
     parsed = parse_formula(formula, max_time=max_T + 1) if isinstance(formula, str) else formula
-    notes: list[str] = []
+    parsed, notes = declare_time(parsed, time)
+    if parsed.lhs is not None:
+        return check_jacobian(parsed, spec, T=T, instances=instances, seed=seed,
+                              diagnosis=diagnosis, max_T=max_T, budget=budget, notes=notes)
     claim = parsed.claim
     if claim is None and wrt is None:
         raise FormulaError("say which gradient the formula is: write dL/dW_hh = ... "
@@ -146,24 +159,29 @@ def _judge(parsed, problem: Problem, notes, diagnosis: bool, scalar_case: bool,
                    f"{problem.shape}")
         slips = _diagnose(parsed, problem, values, diagnosis, budget, skipped)
         scalar = _scalar(parsed, problem, scalar_case, budget, skipped)
-        return Verdict("wrong", shape_error=message, diagnosis=_pairs(slips),
+        return Verdict("wrong", shape_error=message, diagnosis=slips,
                        scalar_case=scalar, skipped=tuple(skipped), **base)
     bad = _counterexample(values, problem)
     if bad is None:
-        symbolic = compare_symbolically(expr, problem.truth_expr, problem.unrolled, budget)
+        symbolic = compare_symbolically(expr, problem.truth_expr, problem.unrolled, budget,
+                                        formula=parsed, scope=problem.scope)
         if symbolic.startswith("skipped (budget"):
             skipped.append(f"symbolic comparison skipped: {budget.reason}")
         return Verdict("correct", symbolic=symbolic, skipped=tuple(skipped), **base)
     slips = _diagnose(parsed, problem, values, diagnosis, budget, skipped)
-    return Verdict("wrong", counterexample=bad, diagnosis=_pairs(slips),
+    return Verdict("wrong", counterexample=bad, diagnosis=slips,
                    skipped=tuple(skipped), **base)
 
 
 def _diagnose(parsed, problem: Problem, values, enabled: bool, budget: Budget,
-              skipped: list[str]):
+              skipped: list[str]) -> tuple[tuple[str, str], ...]:
+    """The first wrong definition (when there are several), then the classic slips."""
     if not enabled:
         return ()
-    return diagnose(parsed, problem, values, budget=budget, skipped=skipped)
+    located = locate_definition(parsed, problem, budget, skipped) \
+        if len(parsed.definitions) > 1 else None
+    slips = _pairs(diagnose(parsed, problem, values, budget=budget, skipped=skipped))
+    return ((located,) if located else ()) + slips
 
 
 def _source_rhs(source: str) -> str:
@@ -179,16 +197,21 @@ def _pairs(slips) -> tuple[tuple[str, str], ...]:
 
 
 def _counterexample(values, problem: Problem) -> Counterexample | None:
+    """The instance with the largest deviation, carried whole (instance, both matrices)."""
+    from symrnn.formula.instance import counterexample_of
+
     worst = None
-    for seed, claimed, true in zip(problem.seeds, values, problem.truth, strict=True):
+    for index, (claimed, true) in enumerate(zip(values, problem.truth, strict=True)):
         if np.allclose(claimed, true, rtol=RTOL, atol=ATOL):
             continue
         diff = np.abs(claimed - true)
         i, j = np.unravel_index(int(np.argmax(diff)), diff.shape)
         if worst is None or diff[i, j] > worst[0]:
-            worst = (diff[i, j], Counterexample(seed, (int(i), int(j)), float(claimed[i, j]),
-                                                float(true[i, j])))
-    return None if worst is None else worst[1]
+            worst = (diff[i, j], index, (int(i), int(j)))
+    if worst is None:
+        return None
+    _, index, entry = worst
+    return counterexample_of(problem, index, entry, values[index])
 
 
 def _scalar(parsed, problem: Problem, enabled: bool, budget: Budget,

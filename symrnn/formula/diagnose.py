@@ -8,30 +8,43 @@ Two moves, combined:
   transposing the whole result;
 * **mutate the correct gradient**: the engine's gradient without the
   activation-derivative factors, with only the local term of each δ_t (no
-  recursion through h_{t-1} … h_1), or both (:mod:`symrnn.formula.problem`).
+  recursion through h_{t-1} … h_1), or both; with Wᵀ written W in the
+  recursion; with each outer product's state one step off; with the recursion
+  truncated after k steps (per loss term, or the backward pass over the last k
+  steps only) (:mod:`symrnn.formula.problem`).  These need no AST, so a Python
+  function's output (``formula`` None) gets all of them.
 
 A (possibly fixed) formula that equals c × (a truth variant) on every
 instance is explained by the fix's slip, the variant's slips, and, for c ≠ 1,
 a sign flip (c = −1) or a wrong constant factor.  The explanation with the
 fewest slips wins; a mutation that changes nothing numerically is skipped.
+
+For a formula with several definitions (a gated cell's δ^{c}_t, δ^{f}_t …),
+:func:`locate_definition` checks each defined quantity against the engine's own
+adjoint of that quantity, step by step, and names the first wrong one.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
+from sympy import MatrixSymbol
 
+from symrnn.engine.graph import network
 from symrnn.errors import SymrnnError
 from symrnn.formula import nodes as N
 from symrnn.formula.budget import Budget, BudgetExceeded
 from symrnn.formula.lower import lower
-from symrnn.formula.problem import ATOL, RTOL, VARIANTS, Problem
+from symrnn.formula.problem import ATOL, RTOL, Problem
 from symrnn.ops import derivative_text
 
-__all__ = ["SLIPS", "Slip", "diagnose", "candidate_fixes", "relation"]
+__all__ = ["SLIPS", "Slip", "diagnose", "candidate_fixes", "relation", "locate_definition",
+           "WRONG_DEFINITION"]
 
 SLIPS: dict[str, str] = {
     "transpose": "a missing or extra transpose",
@@ -162,7 +175,31 @@ def _variant_slips(kind: str, problem: Problem) -> list[Slip]:
         through = " and ".join([", ".join(states[:-1]), states[-1]] if len(states) > 1
                                else states) or "earlier states"
         slips.append(Slip("local_only", f"the recursion through {through} is missing"))
+    name, _, arg = kind.partition(":")
+    if name in _PARAMETRISED:
+        slips.append(_PARAMETRISED[name](arg, problem))
     return slips
+
+
+def _shifted(by: str, problem: Problem) -> Slip:
+    when, example = ("later", "h_t") if by == "+1" else ("earlier", "h_{t-2}")
+    return Slip("off_by_one", f"each outer product takes its transposed state (or input) one "
+                f"step {when}: {example} where h_{{t-1}} belongs")
+
+
+_PARAMETRISED = {
+    "recursion_transposed": lambda w, p: Slip(
+        "transpose", f"the recursion uses {w} where {w}^T belongs (δ_t = ... + "
+        f"{w} (...) instead of {w}^T (...))"),
+    "shifted": _shifted,
+    "truncated": lambda k, p: Slip(
+        "sum_range", f"each loss term's recursion is cut after {k} steps (truncated BPTT); "
+        f"the full gradient runs back to step 1"),
+    "last": lambda k, p: Slip(
+        "sum_range", f"the backward pass covers only the last {k} of {p.T} steps "
+        f"(t = {p.T - int(k) + 1}..{p.T})"),
+}
+"""Variant kind (before the colon) → the slip, given the text after it."""
 
 
 def _candidates(formula: N.Formula | None, problem: Problem, values, budget: Budget,
@@ -205,7 +242,7 @@ def diagnose(formula: N.Formula | None, problem: Problem, values: list[np.ndarra
     progress = [0, 0]
     try:
         budget.check()
-        variants = [(k, problem.variant(k)) for k in VARIANTS]
+        variants = list(problem.variants(budget).items())
         for fix_slips, fixed in _candidates(formula, problem, values, budget, progress):
             for kind, truth in variants:
                 if truth is None:
@@ -224,3 +261,142 @@ def diagnose(formula: N.Formula | None, problem: Problem, values: list[np.ndarra
                      if progress[1] else "before trying any candidate")
             skipped.append(f"diagnosis stopped {tried}: {budget.reason}")
     return tuple(best or ())
+
+
+# ------------------------------------------------------- the first wrong definition
+
+WRONG_DEFINITION = "wrong_definition"
+"""Diagnosis class of :func:`locate_definition`: where the formula goes wrong, not a
+slip of the catalogue (so not in :data:`SLIPS`)."""
+
+_ADJOINT = re.compile(r"^delta(?:\^\{(\w+)\})?$")
+"""δ (the first state's adjoint) or δ^{q} (the adjoint of the quantity q_t)."""
+
+
+def _meanings(base: str, t: int, problem: Problem) -> list[tuple[str, object]]:
+    """(label, expression; None: zero) for what ``base_t`` may denote: the engine's
+    symbol of that name, and for δ / δ^{q} the total ∂L/∂q_t and ∂L/∂(q_t's
+    activation argument)."""
+    out: list[tuple[str, object]] = []
+    name = f"{base}_{{{t}}}"
+    try:
+        named = lower(N.Formula((), None, N.Sym(base, N.Time(None, t))), problem.scope).expr
+    except SymrnnError:
+        named = None
+    if isinstance(named, MatrixSymbol) or name in problem.scope.adjoints:
+        out.append((f"the engine's {base}_t", named))
+    match = _ADJOINT.match(base)
+    if match:
+        q = match[1] or network(problem.spec).states[0]
+        total, pre = problem.quantity_adjoints
+        quantity = problem.scope.symbols().get(f"{q}_{{{t}}}")
+        out += [(label, e) for label, e in ((f"dL/d{q}_t", total.get(quantity)),
+                                            (f"dL/d(the argument of {q}_t's activation)",
+                                             pre.get(quantity))) if e is not None]
+    return out
+
+
+def _steps_matched(formula: N.Formula, base: str, problem: Problem, budget: Budget,
+                   scope=None) -> dict[int, int | None] | None:
+    """t (T first) → index of the meaning the formula's base_t equals (None: none);
+    None when the engine has no meaning for ``base``.  ``scope`` overrides what the
+    formula's other quantities read (default: the problem's)."""
+    matched: dict[int, int | None] = {}
+    for t in range(problem.T, 0, -1):
+        budget.check()
+        meanings = [problem.values(e) for _, e in _meanings(base, t, problem)]
+        if not meanings:
+            return None
+        body = dataclasses.replace(formula, body=N.Sym(base, N.Time(None, t)))
+        try:
+            values = problem.values(lower(body, scope or problem.scope, budget).expr)
+        except BudgetExceeded:
+            raise
+        except SymrnnError:
+            values = None
+        matched[t] = next((i for i, m in enumerate(meanings)
+                           if values is not None and _close(values, m)), None)
+    return matched
+
+
+def _close(u, v) -> bool:
+    return all(a.shape == b.shape and np.allclose(a, b, rtol=RTOL, atol=ATOL)
+               for a, b in zip(u, v, strict=True))
+
+
+def locate_definition(formula: N.Formula, problem: Problem, budget: Budget | None = None,
+                      skipped: list[str] | None = None) -> tuple[str, str] | None:
+    """(WRONG_DEFINITION, message) naming the first wrong definition, or None.
+
+    Each defined quantity (δ_t, δ^{c}_t, δ^{f}_t, e_t …) is evaluated from the
+    formula's own definitions at every step and compared with what the engine
+    says it may be (:func:`_meanings`).  The backward pass runs t = T … 1, so the
+    culprit is wrong at the latest step where anything is wrong, and reads no
+    other wrong quantity of that step.  Then the others are checked again
+    reading the engine's value of the culprit: if all are right, it is the only one.
+    """
+    budget = Budget(None) if budget is None else budget
+    order = list(dict.fromkeys(d.base for d in formula.definitions))
+    try:
+        found = {b: m for b in order if (m := _steps_matched(formula, b, problem, budget))}
+        wrong = {b: [t for t, i in m.items() if i is None] for b, m in found.items()}
+        wrong = {b: steps for b, steps in wrong.items() if steps}
+        if not wrong:
+            return None
+        latest = max(steps[0] for steps in wrong.values())
+        at_latest = [b for b in order if b in wrong and wrong[b][0] == latest]
+        culprit = next((b for b in at_latest if not _uses_same_step(formula, b, at_latest)),
+                       at_latest[0])
+        alone = _alone(formula, problem, budget, culprit, [b for b in found if b != culprit])
+    except BudgetExceeded:
+        if skipped is not None:
+            skipped.append(f"locating the wrong definition stopped: {budget.reason}")
+        return None
+    return WRONG_DEFINITION, _located_message(formula, order, wrong, culprit, alone)
+
+
+def _uses_same_step(formula: N.Formula, base: str, others: list[str]) -> bool:
+    """Whether a definition of ``base`` reads another of ``others`` at its own step."""
+    for d in formula.definitions:
+        if d.base != base:
+            continue
+        for _, node in N.walk(d.rhs):
+            if isinstance(node, N.Sym) and node.base in others and node.base != base and \
+                    node.index == d.time:
+                return True
+    return False
+
+
+def _alone(formula: N.Formula, problem: Problem, budget: Budget, culprit: str,
+           others: list[str]) -> str | None:
+    """The meaning of the culprit (label) under which, read at the engine's value,
+    every other definition is right; None if there is none."""
+    rest = dataclasses.replace(formula, definitions=tuple(
+        d for d in formula.definitions if d.base != culprit))
+    labels = dict.fromkeys(label for t in range(1, problem.T + 1)
+                           for label, _ in _meanings(culprit, t, problem))
+    for label in labels:
+        adjoints = dict(problem.scope.adjoints)
+        for t in range(1, problem.T + 1):
+            adjoints[f"{culprit}_{{{t}}}"] = dict(_meanings(culprit, t, problem)).get(label)
+        scope = dataclasses.replace(problem.scope, adjoints=adjoints)
+        if all(None not in _steps_matched(rest, b, problem, budget, scope).values()
+               for b in others):
+            return label
+    return None
+
+
+def _located_message(formula: N.Formula, order: list[str], wrong: dict, culprit: str,
+                     alone: str | None) -> str:
+    first = next(d for d in formula.definitions if d.base == culprit)
+    number = order.index(culprit) + 1
+    label = N.render(N.Sym(culprit, first.time))
+    steps = ", ".join(str(t) for t in wrong[culprit])
+    message = f"{label} (definition {number}) is wrong at t = {steps}"
+    if alone is not None:
+        others = "the definitions before it are right" if number == len(order) else \
+            "the other definitions are right"
+        return f"{message}; {others} (checked with {label} taken as {alone})"
+    also = [str(order.index(b) + 1) for b in order if b in wrong and b != culprit]
+    return message + (f"; definition{'s' if len(also) > 1 else ''} {', '.join(also)} "
+                      "also differ" if also else "")

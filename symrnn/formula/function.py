@@ -1,161 +1,311 @@
 """Check a user's Python (NumPy) BPTT function against the derivation engine.
 
 The user declares how the function is called and what it returns in a
-:class:`Conventions`; symrnn draws the same seeded instances as for formulas
-(:class:`~symrnn.formula.problem.Problem`), calls the function on each, maps
-its gradients back to symrnn's column-vector convention and compares.
+:class:`~symrnn.formula.conventions.Conventions` (layouts, inputs, initial states,
+batches, means, truncation, clipping, signs, float32, stacked gate weights);
+symrnn draws the same seeded instances as for formulas
+(:class:`~symrnn.formula.problem.Problem`), calls the function on each, maps its
+gradients back to symrnn's convention (column vectors, L = Σ_t L_t summed over the
+batch) and compares them with the engine's.
 
-Conventions (symrnn's own: column vectors, h_t = f(W_hh h_{t-1} + W_xh x_t + b_h),
-L = Σ_t L_t, h_0 a constant input):
-
-* ``vectors="column"``: per-step vectors are (n, 1); weights as in symrnn.
-  ``vectors="row"``: per-step vectors are (1, n) with ``batch_axis=0`` (a batch
-  of one) or (n,) with ``batch_axis=None``; the function computes
-  h_t = f(h_{t-1} W_hh' + x_t W_xh' + b_h'), so each weight it receives (and
-  each gradient it returns) is symrnn's transposed, and biases are rows.
-* ``sequence="list"``: inputs/targets are lists of per-step arrays;
-  ``"stacked"``: one array with time on axis 0.
-* ``targets="vector"`` or ``"index"`` (class indices, for cross-entropy).
-* ``time="sum"`` or ``"mean"``: the function's loss is Σ_t L_t or (1/T) Σ_t L_t.
-* ``initial_state_constant``: when False, the function also returns ∂L/∂h_0
-  (name ``"h_0"`` in ``returns``).
-* ``params`` maps symrnn names (or aliases W, U, b, V, c) to keyword names.
+Every cell and architecture the engine derives (elman, lstm, gru, gru_v1; stacked;
+bidirectional), topologies many_to_many and many_to_one.  Instances: instance k
+calls the function once with ``batch`` sequences, those of Problem seeds
+``seed + k·B … seed + k·B + B − 1``, sharing the parameters of the first.  The
+correct gradient is the engine's unrolled gradient (one sequence, full BPTT, no
+clipping; then the diagnosis runs too), otherwise the generated NumPy module of the
+same derivation (:func:`symrnn.codegen.compile`), lowered with the function's
+truncation and clipping, summed over the batch.  A mean over time or batch scales
+the function's gradients by T·B back to the sum, and clipping thresholds by the same
+factor (clip(g/f) = clip_{f·G}(g)/f).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
 from symrnn.engine.expr import timed
+from symrnn.engine.graph import Network, network
 from symrnn.errors import SpecError
-from symrnn.formula.check import _counterexample, _pairs, correct_formula
+from symrnn.formula.bindings import Binding, bind, split_blocks, stack_value
+from symrnn.formula.check import _pairs, correct_formula
+from symrnn.formula.conventions import Conventions
 from symrnn.formula.diagnose import diagnose
+from symrnn.formula.instance import counterexample_of
 from symrnn.formula.problem import Problem, resolve_quantity
-from symrnn.formula.verdict import Verdict
+from symrnn.formula.verdict import Counterexample, Verdict
 from symrnn.render.printing import latex
 from symrnn.spec import Spec, check_T
 
-__all__ = ["Conventions", "check_function"]
+__all__ = ["Conventions", "check_function", "returned_gradients"]
 
-_KARPATHY = {"W_xh": "Wxh", "W_hh": "Whh", "W_hy": "Why", "b_h": "bh", "b_y": "by"}
+_IGNORED = ("_", "loss", "h_last")
+"""Entries of ``returns`` that are not gradients."""
 
 
 @dataclass(frozen=True)
-class Conventions:
-    """How a user's BPTT function is called and what it returns (see the module doc)."""
+class _Setup:
+    """A spec and conventions resolved once: what the function takes and returns."""
 
-    params: Mapping[str, str] = field(default_factory=lambda: dict(_KARPATHY))
-    inputs: str = "inputs"
-    targets: str = "targets"
-    initial_state: str | None = "hprev"
-    returns: tuple[str, ...] = ("loss", "W_xh", "W_hh", "W_hy", "b_h", "b_y", "_")
-    vectors: str = "column"
-    batch_axis: int | None = None
-    sequence: str = "list"
-    target_kind: str = "vector"
-    time: str = "sum"
-    initial_state_constant: bool = True
+    net: Network
+    conv: Conventions
+    params: tuple[tuple[str, Binding], ...]
+    """(keyword, binding) for every parameter the function takes."""
+    returned: dict[int, Binding]
+    """position in the returned tuple → the gradient it holds."""
+    states: dict[str, str]
+    """free initial state → the function's keyword."""
 
-    def __post_init__(self) -> None:
-        choices = {"vectors": ("column", "row"), "sequence": ("list", "stacked"),
-                   "target_kind": ("vector", "index"), "time": ("sum", "mean"),
-                   "batch_axis": (None, 0)}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise SpecError(f"conventions.{name}: expected one of {allowed}, "
-                                f"got {getattr(self, name)!r}")
+    @classmethod
+    def of(cls, spec: Spec, conv: Conventions) -> _Setup:
+        net = network(spec)
+        params = tuple((kw, bind(net, name, conv.gate_order)) for name, kw in
+                       conv.params.items())
+        returned = {i: bind(net, name, conv.gate_order) for i, name in
+                    enumerate(conv.returns) if name not in _IGNORED}
+        free = tuple(s for s in net.initial_states if s not in net.contexts)
+        return cls(net, conv, params, returned, conv.state_keywords(free))
 
-    def vector_in(self, col: np.ndarray) -> np.ndarray:
-        if self.vectors == "column":
-            return col.copy()
-        return col.T.copy() if self.batch_axis == 0 else col.ravel().copy()
-
-    def param_in(self, name: str, value: np.ndarray) -> np.ndarray:
-        if self.vectors == "column":
-            return value.copy()
-        if value.shape[1] == 1 and name.startswith(("b_", "h_", "c_")):
-            return self.vector_in(value)
-        return value.T.copy()
-
-    def grad_out(self, name: str, value, shape: tuple[int, int]) -> np.ndarray:
-        arr = np.asarray(value, dtype=float)
-        if self.vectors == "row" and arr.ndim == 2:
-            arr = arr.T
-        if arr.size != shape[0] * shape[1]:
-            raise SpecError(f"gradient for {name}: expected {shape[0] * shape[1]} entries "
-                            f"(shape {shape}), got shape {arr.shape}")
-        return arr.reshape(shape)
+    def holder(self, wrt: str) -> tuple[int, Binding]:
+        for i, binding in self.returned.items():
+            if wrt in binding.members:
+                return i, binding
+        raise SpecError(f"the conventions' returns {self.conv.returns} name no gradient for "
+                        f"{wrt}")
 
 
-def _call(fn: Callable, conv: Conventions, env: dict, problem: Problem):
+def _spec_for(spec: Spec, conv: Conventions) -> Spec:
+    if conv.biases is not None:
+        spec = spec.replace(layout="torch" if conv.biases == "two" else "notes")
+    if spec.topology not in ("many_to_many", "many_to_one"):
+        raise SpecError(f"checking functions takes topologies many_to_many and many_to_one "
+                        f"(inputs x_1..x_T, a target per loss step), got {spec.topology!r}")
+    return spec
+
+
+def returned_gradients(spec: Spec, conventions: Conventions | None = None) -> list[str]:
+    """The parameters whose gradients the function returns (a stack: each gate's), and the
+    initial states when ``initial_state_constant`` is False."""
+    conv = conventions or Conventions()
+    setup = _Setup.of(_spec_for(spec, conv), conv)
+    names = [m for b in setup.returned.values() for m in b.members if m is not None]
+    return [n for n in dict.fromkeys(names)
+            if n in setup.net.params or not conv.initial_state_constant]
+
+
+def _lookup(problem: Problem, env: dict) -> Callable[[str], np.ndarray]:
     program = problem.unrolled.program
-    T, spec = problem.T, problem.spec
-    kwargs = {}
-    for ours, theirs in conv.params.items():
-        name = resolve_quantity(spec, ours, None).wrt
-        if name in program.params:
-            kwargs[theirs] = conv.param_in(name, env[program.params[name]])
-    xs = [conv.vector_in(env[timed("x", t, spec.input_size)]) for t in range(1, T + 1)]
-    ys = []
+    table = {**program.params, **{f"{s}_0": v for s, v in program.initial_states.items()}}
+    return lambda name: env[table[name]]
+
+
+def _per_step(conv: Conventions, members: list[dict], base: str, size: int, T: int,
+              kind: str) -> list:
+    out = []
     for t in range(1, T + 1):
-        y = env.get(timed("y", t, spec.output_size))
-        if y is None:
-            ys.append(None)
+        columns = [m.get(timed(base, t, size)) for m in members]
+        if columns[0] is None:
+            out.append(None)
         else:
-            ys.append(int(np.argmax(y)) if conv.target_kind == "index" else conv.vector_in(y))
-    if conv.sequence == "stacked":
-        xs, ys = np.stack(xs), np.stack(ys)
-    kwargs[conv.inputs], kwargs[conv.targets] = xs, ys
-    if conv.initial_state is not None:
-        if len(program.initial_states) != 1:
-            raise SpecError(f"checking functions needs a one-state cell (elman, gru), "
-                            f"got {spec.cell} with states {', '.join(program.initial_states)}")
-        (h0,) = program.initial_states.values()
-        kwargs[conv.initial_state] = conv.param_in("h_0", env[h0])
-    out = fn(**kwargs)
+            out.append(conv.index_in(columns) if kind == "index" else conv.vector_in(columns))
+    return out
+
+
+def _sequences(setup: _Setup, members: list[dict], T: int) -> tuple:
+    conv, spec = setup.conv, setup.net.spec
+    xs = _per_step(conv, members, "x", spec.input_size, T, conv.input_kind)
+    ys = _per_step(conv, members, "y", spec.output_size, T, conv.target_kind)
+    if conv.sequence != "list" and spec.topology == "many_to_one":
+        return conv.sequence_in(xs), ys[-1]
+    return conv.sequence_in(xs), conv.sequence_in(ys)
+
+
+def _call(fn: Callable, setup: _Setup, members: list[dict], problem: Problem) -> tuple:
+    """Call the function on one instance (B sequences); its returned tuple."""
+    conv, program = setup.conv, problem.unrolled.program
+    lookup = _lookup(problem, members[0])
+    kwargs = {kw: conv.param_in(stack_value(b.members, lookup), b.is_bias)
+              for kw, b in setup.params}
+    kwargs[conv.inputs], kwargs[conv.targets] = _sequences(setup, members, problem.T)
+    for state, kw in setup.states.items():
+        kwargs[kw] = conv.vector_in([m[program.initial_states[state]] for m in members])
+    try:
+        out = fn(**kwargs)
+    except Exception as err:  # the user's code failed on what the conventions pass it
+        raise SpecError(f"the function raised {type(err).__name__}: {err}; it was called "
+                        f"with {_shapes(kwargs)} (declare the conventions it expects: "
+                        "vectors, sequence, input_kind, initial_state, ...)") from err
     if not isinstance(out, tuple) or len(out) != len(conv.returns):
         size = len(out) if isinstance(out, tuple) else 1
         raise SpecError(f"the function should return a tuple {conv.returns}, got "
                         f"{type(out).__name__} of length {size}")
-    return dict(zip(conv.returns, out, strict=True))
+    return out
+
+
+def _shapes(kwargs: dict) -> str:
+    def shape(value) -> str:
+        if isinstance(value, list):
+            return f"a list of {len(value)} " + (shape(value[0]) if value else "")
+        if isinstance(value, np.ndarray):
+            return f"{value.dtype} {value.shape}"
+        return type(value).__name__
+    return ", ".join(f"{k}={shape(v)}" for k, v in kwargs.items())
+
+
+def _claimed(setup: _Setup, out: tuple, wrt: str, shape: tuple[int, int]) -> np.ndarray:
+    """The returned gradient of ``wrt``, in symrnn's convention (the sum over t and b)."""
+    i, binding = setup.holder(wrt)
+    rows = shape[0] * len(binding.members)
+    stacked = setup.conv.grad_out(binding.written, out[i], (rows, shape[1]))
+    return split_blocks(binding.members, stacked)[wrt] / setup.conv.sign
+
+
+class _Oracle:
+    """The engine's loss and gradient for an instance, under the function's conventions."""
+
+    def __init__(self, setup: _Setup, problem: Problem):
+        self.setup, self.problem = setup, problem
+        conv = setup.conv
+        self.module = None
+        if not conv.plain:
+            from symrnn.codegen import compile as compile_module
+
+            clip, clip_value = conv.clip_thresholds(problem.T)
+            self.module = compile_module(problem.spec, "numpy", conv.tbptt, clip,
+                                         clip_value=clip_value)
+
+    def __call__(self, k: int, members: list[dict]) -> tuple[float, np.ndarray]:
+        """(L, ∂L/∂wrt) for instance k, summed over time and batch."""
+        problem = self.problem
+        if self.module is None:
+            env = members[0]
+            loss = sum(float(env[s][0, 0]) for s in problem.unrolled.program.losses)
+            return loss, problem.truth[k]
+        loss, grads = self._module_grads(members)
+        return loss, grads[problem.quantity.wrt]
+
+    def _module_grads(self, members: list[dict]) -> tuple[float, dict]:
+        module, net, problem = self.module, self.setup.net, self.problem
+        program, T = problem.unrolled.program, problem.T
+        lookup = _lookup(problem, members[0])
+        params = {name: stack_value(net.stacks.get(name, (name,)), lookup)
+                  .reshape(module.PARAM_SHAPES[name]) for name in module.PARAM_NAMES}
+        spec = net.spec
+        x = np.stack([np.hstack([m[timed("x", t, spec.input_size)] for t in range(1, T + 1)]).T
+                      for m in members])
+        steps = range(1, T + 1) if spec.topology == "many_to_many" else (T,)
+        y = np.stack([np.hstack([m[timed("y", t, spec.output_size)] for t in steps]).T
+                      for m in members])
+        y = y if spec.topology == "many_to_many" else y[:, 0]
+        states = [np.stack([m[program.initial_states[s]].ravel() for m in members])
+                  for s in module.STATES]
+        loss, grads = module.loss_and_grad(params, x, y, *states)
+        out = {}
+        for name in module.PARAM_NAMES:
+            members_of = net.stacks.get(name, (name,))
+            blocks = split_blocks(members_of, np.asarray(grads[name]))
+            out |= {m: g.reshape(program.params[m].shape) for m, g in blocks.items()}
+        return float(loss), out
+
+
+def _mismatch(values, truths, problem: Problem, conv: Conventions) -> Counterexample | None:
+    """The largest deviation over the instances beyond the conventions' (rtol, atol); for
+    one sequence it carries the whole instance (:func:`~symrnn.formula.instance.
+    counterexample_of`), otherwise the seed of the instance's first sequence."""
+    rtol, atol = conv.tolerance
+    worst = None
+    for k, (claimed, true) in enumerate(zip(values, truths, strict=True)):
+        if np.allclose(claimed, true, rtol=rtol, atol=atol):
+            continue
+        diff = np.abs(claimed - true)
+        i, j = np.unravel_index(int(np.argmax(diff)), diff.shape)
+        if worst is None or diff[i, j] > worst[0]:
+            worst = (diff[i, j], k, (int(i), int(j)))
+    if worst is None:
+        return None
+    _, k, (i, j) = worst
+    if conv.plain:
+        return counterexample_of(problem, k, (i, j), values[k])
+    return Counterexample(problem.seeds[k * conv.batch], (i, j), float(values[k][i, j]),
+                          float(truths[k][i, j]))
+
+
+def _problem(spec: Spec, conv: Conventions, wrt: str, T: int, instances: int,
+             seed: int) -> Problem:
+    quantity = resolve_quantity(spec, wrt, None)
+    if quantity.wrt.endswith("_0") and quantity.wrt not in network(spec).params:
+        if conv.initial_state_constant:
+            raise SpecError("the conventions say h_0 is a constant; set "
+                            "initial_state_constant=False to check its gradient")
+        if not conv.plain:
+            raise SpecError("an initial state's gradient is checked for one sequence, "
+                            "full BPTT, no clipping (conventions.batch = 1)")
+    net = network(spec)
+    free = tuple(s for s in net.initial_states if s not in net.contexts)
+    return Problem(spec, quantity, check_T(T), instances=instances * conv.batch, seed=seed,
+                   one_hot_targets=conv.target_kind == "index",
+                   one_hot_inputs=conv.input_kind != "vector",
+                   initial_values=conv.initial_values(free, int(spec.hidden_size)))
 
 
 def check_function(fn: Callable, spec: Spec, *, wrt: str = "W_hh",
                    conventions: Conventions | None = None, T: int = 3, instances: int = 3,
                    seed: int = 0) -> Verdict:
-    """Decide whether ``fn`` returns the gradient ∂L/∂wrt (under ``conventions``)."""
+    """Decide whether ``fn`` returns the gradient ∂L/∂wrt (under ``conventions``).
+
+    ``wrt``: any parameter of the spec (per-gate names such as W_xf, the aliases), or
+    h_0 with ``initial_state_constant=False``.  Compared with rtol 1e-7 (float64) or
+    rtol 1e-4, atol 1e-5 (``dtype="float32"``; see
+    :data:`~symrnn.formula.conventions.TOLERANCES`).
+    """
     conv = conventions or Conventions()
-    quantity = resolve_quantity(spec, wrt, None)
-    if quantity.wrt.startswith("h_") and conv.initial_state_constant:
-        raise SpecError("the conventions say h_0 is a constant; set "
-                        "initial_state_constant=False to check its gradient")
-    names = {resolve_quantity(spec, r, None).wrt: r for r in conv.returns
-             if r not in ("_", "loss", "h_last")}
-    if quantity.wrt not in names:
-        raise SpecError(f"the conventions' returns {conv.returns} name no gradient for "
-                        f"{quantity.wrt}")
-    problem = Problem(spec, quantity, check_T(T), instances=instances, seed=seed,
-                      one_hot_targets=conv.target_kind == "index")
-    factor = problem.T if conv.time == "mean" else 1
-    values, notes = [], []
-    for env in problem.envs:
-        out = _call(fn, conv, env, problem)
-        values.append(factor * conv.grad_out(quantity.wrt, out[names[quantity.wrt]],
-                                             problem.shape))
-        if "loss" in out:
-            total = sum(float(env[s][0, 0]) for s in problem.unrolled.program.losses) / factor
-            if not np.isclose(float(np.sum(out["loss"])), total, rtol=1e-7):
-                notes.append(f"the returned loss {float(np.sum(out['loss'])):.6g} differs "
-                             f"from L = {total:.6g}")
-    base = {"quantity": str(quantity), "formula": f"{getattr(fn, '__name__', 'function')}(...)",
+    spec = _spec_for(spec, conv)
+    setup = _Setup.of(spec, conv)
+    problem = _problem(spec, conv, wrt, T, instances, seed)
+    setup.holder(problem.quantity.wrt)
+    oracle, factor, B = _Oracle(setup, problem), conv.loss_factor(problem.T), conv.batch
+    values, truths, notes = [], [], list(conv.describe())
+    for k in range(instances):
+        members = problem.envs[k * B:(k + 1) * B]
+        out = _call(fn, setup, members, problem)
+        values.append(factor * _claimed(setup, out, problem.quantity.wrt, problem.shape))
+        loss, truth = oracle(k, members)
+        truths.append(truth)
+        notes += _loss_note(conv, out, loss / factor)
+    seeds = problem.seeds[::B]
+    base = {"quantity": str(problem.quantity),
+            "formula": f"{getattr(fn, '__name__', 'function')}(...)",
             "spec": spec.to_dict(), "T": problem.T, "correct": correct_formula(problem),
-            "correct_latex": latex(problem.truth_expr), "quantity_latex": quantity.latex(),
-            "seeds": problem.seeds, "notes": tuple(dict.fromkeys(notes))}
-    bad = _counterexample(values, problem)
+            "correct_latex": latex(problem.truth_expr), "quantity_latex":
+            problem.quantity.latex(), "seeds": seeds}
+    bad = _mismatch(values, truths, problem, conv)
     if bad is None:
-        return Verdict("correct", symbolic="not applicable (a function)", **base)
-    return Verdict("wrong", counterexample=bad, diagnosis=_pairs(diagnose(None, problem, values)),
-                   **base)
+        return Verdict("correct", symbolic="not applicable (a function)",
+                       notes=tuple(dict.fromkeys(notes)), **base)
+    notes += _hints(setup)
+    slips = diagnose(None, problem, values) if conv.plain else ()
+    return Verdict("wrong", counterexample=bad, diagnosis=_pairs(slips),
+                   notes=tuple(dict.fromkeys(notes)), **base)
+
+
+def _loss_note(conv: Conventions, out: tuple, expected: float) -> list[str]:
+    if "loss" not in conv.returns:
+        return []
+    returned = float(np.sum(out[conv.returns.index("loss")]))
+    rtol = conv.tolerance[0]
+    if np.isclose(returned, expected, rtol=rtol):
+        return []
+    return [f"the returned loss {returned:.6g} differs from L = {expected:.6g}"]
+
+
+def _hints(setup: _Setup) -> list[str]:
+    """What a wrong verdict may come from that the conventions could declare."""
+    conv = setup.conv
+    if conv.initial_state is None and isinstance(conv.initial_value, str) \
+            and conv.initial_value == "random":
+        return ["the function takes no initial state, so the instances' h_0 was drawn at "
+                "random; if the function starts from zeros, declare initial_value='zero'"]
+    return []

@@ -13,7 +13,18 @@ Reading rules (recorded in :attr:`Lowered.notes` when they fire):
   product u vᵀ (the notes' ``−(y_3 − ŷ_3) h_3``);
 * a scalar added to a matrix is broadcast (``1 - h_t^2`` is 1 − h_t ⊙ h_t);
 * ``f'(u)`` is the spec's hidden activation's derivative at u, entrywise;
-  ``diag(v)`` is the diagonal matrix of v; ``\\prod_{j=a}^{b} M_j`` is M_a ⋯ M_b.
+  ``diag(v)`` is the diagonal matrix of v; ``\\prod_{j=a}^{b} M_j`` is M_a ⋯ M_b
+  (in a claim about Jacobians, chain-rule order M_b ⋯ M_a: ``product_order``);
+* ``M^{n}`` is the matrix power (n an integer expression of the indices, ≥ 0;
+  M^0 = I); ``M^2`` of a square matrix with more than one column too, of a
+  vector the elementwise square;
+* ``∂L/∂s_t`` is the engine's adjoint of the state s_t, the total derivative
+  (:meth:`Scope.state_adjoint`); ``∂s_t/∂s'_j`` the engine's state Jacobian
+  (:meth:`Scope.jacobian`, read off :mod:`symrnn.render.jacobians`);
+* d2l's names are read as symrnn's: W_hx is W_xh, W_qh is W_hy, b_q is b_y;
+* with a mean over time (``Formula.loss_time`` "mean") the gradient formula is
+  compared as T × (formula) with ∂(Σ_t L_t)/∂θ, and ∂L/∂s_t is (1/T) × the
+  engine's adjoint.
 
 Bounded: a sum or product has at most T + 2 terms (time indices run 0..T+1),
 the whole formula expands to at most :data:`MAX_WORK` node visits, and
@@ -25,6 +36,7 @@ the chain: quadratic per lowering, cubic in a diagnosis).  An optional
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import sympy
 from sympy import Basic, MatrixExpr, MatrixSymbol
@@ -33,27 +45,62 @@ from sympy.matrices.expressions.special import Identity, OneMatrix, ZeroMatrix
 
 from symrnn.engine import expr as X
 from symrnn.engine.cells import ALIASES
-from symrnn.engine.graph import Program
+from symrnn.engine.expr import at_time
+from symrnn.engine.graph import Program, network
 from symrnn.errors import FormulaError, ShapeError, SymrnnError, suggest
 from symrnn.formula import nodes as N
 from symrnn.ops import ELEMENTWISE
+from symrnn.render.jacobians import Diag, step_jacobians, within_step_jacobians
+from symrnn.spec import Spec
 
-__all__ = ["Lowered", "Scope", "lower", "resolve_param", "MAX_WORK"]
+__all__ = ["Lowered", "Scope", "lower", "resolve_param", "MAX_WORK", "MissingSymbol",
+           "diag_matrix", "evaluable", "D2L_NAMES"]
 
 MAX_WORK = 100_000
 """Most formula nodes one lowering may visit (sums expand once per step)."""
 
 SYNONYMS = {"W_yh": "W_hy"}
 """Other names in the notes (ŷ_t = g*(W_yh h_t + b))."""
+D2L_NAMES = {"W_hx": "W_xh", "W_qh": "W_hy", "b_q": "b_y"}
+"""d2l.ai's names (h_t = φ(W_hx x_t + W_hh h_{t-1} + b_h), o_t = W_qh h_t + b_q)."""
+D2L_NOTE = "d2l's names read as symrnn's: W_hx is W_xh, W_qh is W_hy, b_q is b_y"
 
 
 def resolve_param(names, base: str, index=None) -> str | None:
-    """The parameter a written name denotes (W, W_{hh}, W_hh, V, W_yh …), or None."""
+    """The parameter a written name denotes (W, W_{hh}, W_hh, V, W_yh, W_hx …), or None."""
     raw = base if index is None else f"{base}_{index}"
-    for candidate in (raw, ALIASES.get(raw), SYNONYMS.get(raw)):
+    for candidate in (raw, ALIASES.get(raw), SYNONYMS.get(raw), D2L_NAMES.get(raw)):
         if candidate is not None and candidate in names:
             return candidate
     return None
+
+
+def diag_matrix(v):
+    """diag(v) of a column vector v as an evaluable expression (v 1ᵀ ⊙ I)."""
+    if v.shape[1] != 1:
+        raise ShapeError(f"diag needs a column vector, got shape {X.shape_str(v)}")
+    n = v.shape[0]
+    return HadamardProduct(X.matmul(v, OneMatrix(1, n)), Identity(n))
+
+
+def evaluable(expr):
+    """``expr`` with every :class:`~symrnn.render.jacobians.Diag` written as diag_matrix."""
+    while expr is not None and (found := expr.atoms(Diag)):
+        expr = expr.xreplace({d: diag_matrix(d.args[0]) for d in found})
+    return expr
+
+
+@lru_cache(maxsize=64)
+def _blocks(spec: Spec) -> tuple[dict, dict]:
+    """(∂s_t/∂s'_{t-1}, ∂s_t/∂s'_t) blocks of the engine at the generic step t."""
+    return step_jacobians(spec), within_step_jacobians(spec)
+
+
+@lru_cache(maxsize=4096)
+def _block_at(spec: Spec, s: str, other: str, time: int, within: bool):
+    """One block at step ``time``, evaluable (None: s_time does not read s'_{time-1})."""
+    step, same = _blocks(spec)
+    return evaluable(at_time(same.get((s, other)) if within else step[(s, other)], time))
 
 
 @dataclass(frozen=True)
@@ -63,10 +110,60 @@ class Scope:
     program: Program
     adjoints: dict
     """name → MatrixSymbol of the engine's named adjoint (None: exactly zero)."""
+    jacobian_spec: Spec | None = None
+    """Whose state Jacobians ∂s_t/∂s'_j are read (None: the program's spec)."""
 
     @property
     def T(self) -> int:
         return self.program.T
+
+    def _states(self, *names: str) -> list[str]:
+        states = network(self.program.spec).states
+        for name in names:
+            if name not in states:
+                raise FormulaError(f"{name}_t is not a state of this cell: derivatives "
+                                   f"dL/ds_t and ds_t/ds_j take a state ({', '.join(states)})")
+        return states
+
+    def _block(self, s: str, other: str, time: int, within: bool = False):
+        return _block_at(self.jacobian_spec or self.program.spec, s, other, time, within)
+
+    def state_adjoint(self, state: str, time: int):
+        """∂L/∂s_time, the total derivative: the engine's named adjoint (its carry and the
+        head) plus what the states of the same step that read s send back (LSTM:
+        ∂L/∂c_t = δ^c_t + (∂h_t/∂c_t)ᵀ δ^h_t); at time 0 the carry into s_0."""
+        states = self._states(state)
+        net = network(self.program.spec)
+        if not 0 <= time <= self.T:
+            return None
+        if time == 0:
+            return X.add(*(X.matmul(X.transpose(self._block(s, state, 1)),
+                                    self.adjoints.get(net.adjoint_symbol(s, 1).name))
+                           for s in states))
+        own = self.adjoints.get(net.adjoint_symbol(state, time).name)
+        sent = [X.matmul(X.transpose(block), self.adjoints.get(net.adjoint_symbol(s, time).name))
+                for s in states if (block := self._block(s, state, time, within=True))
+                is not None]
+        return X.add(own, *sent)
+
+    def jacobian(self, state: str, time: int, other: str, other_time: int):
+        """∂s_time/∂s'_other_time of the engine (other states of step other_time held
+        fixed): the product of the step Jacobians J_time ⋯ J_{other_time+1}, block (s, s')."""
+        states = self._states(state, other)
+        for t in (time, other_time):
+            if not 0 <= t <= self.T:
+                return Missing(f"the Jacobian d{state}_{time}/d{other}_{other_time} does not "
+                               f"exist: states run 0..T = {self.T}")
+        if other_time > time:
+            return None  # a state does not depend on later ones
+        if other_time == time:
+            return Identity(self.program.initial_states[state].shape[0]) if state == other \
+                else self._block(state, other, time, within=True)
+        row = {s: self._block(state, s, time) for s in states}
+        for k in range(time - 1, other_time, -1):
+            row = {s: X.add(*(X.matmul(row[m], self._block(m, s, k)) for m in states
+                              if row[m] is not None)) for s in states}
+        return row[other]
 
     def symbols(self) -> dict[str, MatrixSymbol]:
         out = {s.name: s for s in self.program.params.values()}
@@ -83,9 +180,12 @@ class Lowered:
 
 
 class _Lowerer:
-    def __init__(self, formula: N.Formula, scope: Scope, budget=None):
+    def __init__(self, formula: N.Formula, scope: Scope, budget=None,
+                 product_order: str = "increasing"):
         self.scope = scope
         self.budget = budget
+        self.product_order = product_order
+        self.mean = formula.loss_time == "mean"
         self.work = 0
         self.T = scope.T
         self.syms = scope.symbols()
@@ -113,9 +213,13 @@ class _Lowerer:
         if isinstance(index, N.Time) and index.var and index.offset == 0 and \
                 resolve_param(self.params, node.base, index.var):
             index = index.var  # b_i, b_n: a gate's bias, not a step
+        if index is None and node.base in self.defs:
+            return self.defined(node.base, None)
         if not isinstance(index, N.Time):
             name = resolve_param(self.params, node.base, index)
             if name is not None:
+                if f"{node.base}_{index}" in D2L_NAMES:
+                    self.note(D2L_NOTE)
                 return self.params[name]
             if node.base in self.steps and node.index is None:
                 raise FormulaError(f"{node.base} needs a time index, as in {node.base}_t")
@@ -136,8 +240,9 @@ class _Lowerer:
         if base in self.defs:
             return self.defined(base, time)
         name = f"{base}_{{{time}}}"
-        for candidate in (name, f"delta^{{h}}_{{{time}}}" if base == "delta" else name):
-            if candidate in self.scope.adjoints:  # δ_t of a gated cell is δ^h_t
+        other = {"delta": f"delta^{{h}}_{{{time}}}", "delta^{h}": f"delta_{{{time}}}"}
+        for candidate in (name, other.get(base, name)):
+            if candidate in self.scope.adjoints:  # δ_t of a gated cell is δ^h_t, and back
                 return self.scope.adjoints[candidate]
         if base in ("delta", "e") or base.startswith("delta^"):
             self.note(f"{base}_{time} is zero here (no loss reaches it)")
@@ -157,10 +262,17 @@ class _Lowerer:
         if key in self.active:
             raise FormulaError(f"the definition of {base}_{time} refers to itself")
         rules = self.defs[base]
-        exact = [d for d in rules if d.time.var in (None, "T") and
+        timeless = [d for d in rules if d.time is None]
+        exact = [d for d in rules if d.time is not None and d.time.var in (None, "T") and
                  d.time.value({"T": self.T}) == time]
-        generic = [d for d in rules if d.time.var not in (None, "T")]
-        if exact:
+        generic = [d for d in rules if d.time is not None and d.time.var not in (None, "T")]
+        if (time is None) != bool(timeless):
+            written = base if time is None else f"{base}_{time}"
+            raise FormulaError(f"{written}: {base} is defined {'without' if timeless else 'with'}"
+                               " a time index; use it the same way")
+        if timeless:
+            rule, bound = timeless[0], {}
+        elif exact:
             rule, bound = exact[0], {}
         elif generic and 1 <= time <= self.T:
             rule = generic[0]
@@ -253,7 +365,52 @@ class _Lowerer:
             return value
         if _is_scalar(value):
             return value ** 2
+        rows, cols = value.shape
+        if rows == cols and cols > 1:
+            self.note(f"{N.render(node)}: the square of a square matrix is read as the "
+                      "matrix power (a vector's ^2 is elementwise)")
+            return X.matmul(value, value)
         return X.hadamard(value, value)  # not flattened: (x²)² must stay a DAG
+
+    def _Power(self, node: N.Power, bound):
+        try:
+            n = node.exponent.value({**bound, "T": self.T})
+        except KeyError as err:
+            raise FormulaError(f"free index {err.args[0]} in the exponent of "
+                               f"{N.render(node)}: sum over it or bind it") from None
+        if n < 0:
+            raise FormulaError(f"{N.render(node)} has the negative exponent {n} here: "
+                               "expected a power n >= 0")
+        value = self.node(node.arg, bound)
+        if value is None or isinstance(value, Missing) or _is_scalar(value):
+            return value if value is None or isinstance(value, Missing) else value ** n
+        if value.shape[0] != value.shape[1]:
+            raise ShapeError(f"'{N.render(node)}': a power of {N.render(node.arg)} with shape "
+                             f"{X.shape_str(value)}, not a square matrix")
+        self.work += n
+        return Identity(value.shape[0]) if n == 0 else X.matmul(*[value] * n)
+
+    def _Derivative(self, node: N.Derivative, bound):
+        num, den = node.num, node.den
+        if not (isinstance(num, N.Sym) and isinstance(den, N.Sym)):
+            raise FormulaError(f"{N.render(node)}: expected a symbol over a symbol")
+        times = {**bound, "T": self.T}
+        try:
+            den_time = den.index.value(times) if isinstance(den.index, N.Time) else None
+            num_time = num.index.value(times) if isinstance(num.index, N.Time) else None
+        except KeyError as err:
+            raise FormulaError(f"free index {err.args[0]} in {N.render(node)}: sum over it "
+                               "or bind it") from None
+        if den_time is None:
+            raise FormulaError(f"{N.render(node)}: on this side a derivative is taken with "
+                               "respect to a state at a step, as in dL/dh_t or dh_t/dh_{t-1}")
+        if num.base == "L" and num.index is None:
+            adjoint = self.scope.state_adjoint(den.base, den_time)
+            return scale(sympy.Rational(1, self.T), adjoint) if self.mean else adjoint
+        if num_time is None:
+            raise FormulaError(f"{N.render(node)}: expected dL/dh_t (the total loss L) or a "
+                               "state Jacobian dh_t/dh_j")
+        return self.scope.jacobian(num.base, num_time, den.base, den_time)
 
     def _Call(self, node: N.Call, bound):
         arg = self.node(node.arg, bound)
@@ -271,10 +428,7 @@ class _Lowerer:
         if func == "softmax":
             return X.Softmax(arg)
         if func == "diag":
-            if arg.shape[1] != 1:
-                raise ShapeError(f"diag needs a column vector, got shape {X.shape_str(arg)}")
-            n = arg.shape[0]
-            return HadamardProduct(X.matmul(arg, OneMatrix(1, n)), Identity(n))
+            return diag_matrix(arg)
         return X.apply(func, arg)
 
     def _Big(self, node: N.Big, bound):
@@ -297,6 +451,8 @@ class _Lowerer:
             return out
         if not values:
             return self.empty_product(node, bound)
+        if self.product_order == "decreasing":
+            values.reverse()
         out = values[0]
         for v in values[1:]:
             if out is None or v is None:
@@ -342,6 +498,10 @@ class Missing:
         self.message = message
 
 
+class MissingSymbol(FormulaError):
+    """The formula reads a symbol that does not exist at this T (or binding)."""
+
+
 def _hadamard(a, b):
     """a ⊙ b with nested ⊙ flattened into one n-ary product."""
     if not (isinstance(a, HadamardProduct) or isinstance(b, HadamardProduct)) or \
@@ -368,17 +528,35 @@ def scale(c, value):
     return X.matmul(c, value)
 
 
-def lower(formula: N.Formula, scope: Scope, budget=None) -> Lowered:
+def _leading_mean(formula: N.Formula) -> bool:
+    body = formula.body
+    return isinstance(body, N.Prod) and body.op == "matmul" and \
+        body.left == N.Prod("div", N.Num(1), N.Sym("T"))
+
+
+def lower(formula: N.Formula, scope: Scope, budget=None, *, bound: dict | None = None,
+          product_order: str = "increasing") -> Lowered:
     """The formula's body as a matrix expression (None: exactly zero).
 
-    With a ``budget``, raises :class:`~symrnn.formula.budget.BudgetExceeded`
+    ``bound`` gives values to free time indices (a claim about ∂h_t/∂h_{t-1} is lowered
+    at each t); ``product_order`` "decreasing" multiplies ∏ factors in chain-rule order.
+    For a gradient with a mean over time the value is T × the formula (see the module
+    doc).  With a ``budget``, raises :class:`~symrnn.formula.budget.BudgetExceeded`
     once it has run out.
     """
-    lowerer = _Lowerer(formula, scope, budget)
+    lowerer = _Lowerer(formula, scope, budget, product_order)
+    if formula.claim is not None and formula.claim.wrt in D2L_NAMES:
+        lowerer.note(D2L_NOTE)
+    gradient = formula.lhs is None
+    if gradient and not lowerer.mean and _leading_mean(formula):
+        lowerer.note("the formula has a leading 1/T but L is taken as sum_t L_t: for a mean "
+                     "over time declare L = \\frac{1}{T} \\sum_{t=1}^{T} L_t (or time='mean')")
     try:
-        value = lowerer.node(formula.body, {})
+        value = lowerer.node(formula.body, dict(bound or {}))
+        if gradient and lowerer.mean:
+            value = scale(sympy.Integer(scope.T), value)
         if isinstance(value, Missing):
-            raise FormulaError(value.message)
+            raise MissingSymbol(value.message)
         if _is_scalar(value):
             value = None if value == 0 else scale(value, OneMatrix(1, 1))
     except RecursionError:

@@ -1,9 +1,14 @@
 """The formula AST: small frozen dataclasses, independent of lark and of SymPy.
 
 A parsed formula is a :class:`Formula`: auxiliary :class:`Definition` s
-(``δ_t = …``), an optional :class:`Claim` (the left-hand side ∂L_k/∂θ) and
-the body.  Time indices are :class:`Time` ``var + offset`` (``t-1``) or a
-constant (``3``); the variable ``T`` is the sequence length.
+(``δ_t = …``, ``let dz_t = …``), an optional :class:`Claim` (the left-hand side
+∂L_k/∂θ) or a left-hand side about state Jacobians / adjoints (``lhs``:
+∂h_t/∂h_{t-1}, ∏_k ∂h_k/∂h_{k-1}, ∂L/∂h_t), the body, and the declared loss
+over time (``L = \\frac{1}{T}\\sum_t L_t``: ``loss_time`` "mean").
+:class:`Derivative` is ∂num/∂den written inside a formula (∂L/∂h_t, ∂h_t/∂h_{t-1}),
+:class:`Power` a matrix power with an integer exponent such as ``t-k``.  Time
+indices are :class:`Time` ``var + offset`` (``t-1``) or a constant (``3``); the
+variable ``T`` is the sequence length.
 
 :func:`walk` and :func:`replace_at` let :mod:`symrnn.formula.diagnose`
 mutate one node at a time (the classic slips).
@@ -19,6 +24,7 @@ from fractions import Fraction
 __all__ = [
     "Time", "Node", "Num", "Sym", "Neg", "Add", "Sub", "Prod", "Transpose", "Square",
     "Call", "Big", "Definition", "Claim", "Formula", "Partial", "walk", "replace_at", "render",
+    "Exponent", "Power", "Derivative",
 ]
 
 
@@ -121,11 +127,47 @@ class Big(Node):
 
 
 @dataclass(frozen=True)
+class Exponent:
+    """An integer exponent: Σ coeff·var + offset (``t-k``, ``T-t+1``, ``3``)."""
+
+    terms: tuple[tuple[str, int], ...]
+    offset: int = 0
+
+    def value(self, bound: dict[str, int]) -> int:
+        return self.offset + sum(c * bound[v] for v, c in self.terms)
+
+    def __str__(self) -> str:
+        parts = [("-" if c < 0 else "+") + (v if abs(c) == 1 else f"{abs(c)}{v}")
+                 for v, c in self.terms]
+        if self.offset or not parts:
+            parts.append(f"{self.offset:+d}")
+        return "".join(parts).lstrip("+")
+
+
+@dataclass(frozen=True)
+class Power(Node):
+    """``M^{n}``: the matrix power M M ⋯ M (n ≥ 0 factors; M^0 = I)."""
+
+    arg: Node
+    exponent: Exponent
+
+
+@dataclass(frozen=True)
+class Derivative(Node):
+    """∂num/∂den inside a formula: ∂L/∂h_t (the engine's adjoint of h_t, the total
+    derivative) or ∂h_t/∂h_j (the engine's state Jacobian)."""
+
+    num: Node
+    den: Node
+
+
+@dataclass(frozen=True)
 class Definition:
-    """``base_{time} = rhs``: an auxiliary quantity (δ_t, e_t, …)."""
+    """``base_{time} = rhs``: an auxiliary quantity (δ_t, e_t, …); time None: a
+    time-free ``let`` definition."""
 
     base: str
-    time: Time
+    time: Time | None
     rhs: Node
 
 
@@ -143,6 +185,11 @@ class Formula:
     claim: Claim | None
     body: Node
     source: str = ""
+    lhs: Node | None = None
+    """A claim about Jacobians or adjoints: the left-hand side (checked by
+    :mod:`symrnn.formula.jacobian`); None for a gradient ∂L/∂θ."""
+    loss_time: str | None = None
+    """The loss declared in the formula: "sum" (L = Σ_t L_t), "mean" ((1/T) Σ_t L_t), None."""
 
 
 def _children(node) -> list[str]:
@@ -203,6 +250,12 @@ def render(node) -> str:
         return f"{node.func}{chr(39) if node.derivative else ''}({render(node.arg)})"
     if isinstance(node, Big):
         return f"{node.kind}_{{{node.var}={node.lo}}}^{{{node.hi}}} {_wrap(node.body)}"
+    if isinstance(node, Power):
+        base = f"({render(node.arg)})" if isinstance(node.arg, (Transpose, Power)) else \
+            _wrap(node.arg)
+        return f"{base}^{{{node.exponent}}}"
+    if isinstance(node, Derivative):
+        return f"d{_wrap(node.num)}/d{_wrap(node.den)}"
     raise TypeError(f"expected a formula node, got {type(node).__name__}")
 
 

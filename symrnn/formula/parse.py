@@ -6,7 +6,18 @@ and turns the tree into nodes.  Rules of reading:
 * ``x_{t-1}``: a time index (variables t, k, j, i, s, n, T); ``W_{hh}``: a
   parameter suffix.  A multi-letter name that is not a known word
   (``delta``, ``yhat``) is a product of letters: ``Vh_3`` is V h_3.
-* ``^T``, ``^\\top``, ``^{\\mathsf T}``, ``.T``: transpose; ``^2``: elementwise square.
+* ``^T``, ``^\\top``, ``^{\\mathsf T}``, ``.T``: transpose; ``^2``: elementwise square
+  (a matrix power of a square matrix, see :mod:`symrnn.formula.lower`); ``^k``,
+  ``^{t-k}``, ``^3``: a matrix power (:class:`~symrnn.formula.nodes.Power`).
+* Fonts are dropped: ``\\mathbf{W}_\\textrm{hh}`` is W_hh, ``\\boldsymbol{h}_t``,
+  ``\\bm``, ``\\vec``, ``\\mathcal{L}`` likewise.
+* Gate adjoints: ``\\delta^{f}_t``, ``\\delta^f_t``, ``\\delta^{(f)}_t``, ``\\delta_t^{f}`` are
+  the symbol ``delta^{f}`` at step t.
+* ``\\nabla_W L`` is ∂L/∂W; ``\\frac{\\partial L}{\\partial h_t}`` or ``dL/dh_t`` on a
+  right-hand side is the engine's adjoint of h_t, ``\\frac{\\partial h_t}{\\partial h_{t-1}}``
+  its state Jacobian (:mod:`symrnn.formula.statements`).
+* ``let NAME_t = expr`` (or ``let NAME = expr``) defines a quantity the grammar does
+  not know: NAME, any word of letters, is one symbol everywhere in the formula.
 * ``\\sum_t`` and ``sum_t`` run over t = 1..T; ``\\sum_{k=1}^{t}`` as written.
 * The left-hand side ``\\frac{\\partial L_3}{\\partial V}``, ``\\partial L / \\partial W``,
   ``dL/dW_hh`` is the :class:`Claim`; ``\\delta_t = …`` before it is a
@@ -37,11 +48,14 @@ from symrnn.formula.nodes import (
     Add,
     Big,
     Call,
+    Derivative,
+    Exponent,
     Formula,
     Neg,
     Node,
     Num,
     Partial,
+    Power,
     Prod,
     Square,
     Sub,
@@ -62,7 +76,10 @@ TIME_VARS = frozenset("tkjisnT")
 
 _TIME = re.compile(r"^(?:(?P<var>[A-Za-z])\s*(?:(?P<sign>[+-])\s*(?P<off>\d+))?|(?P<num>\d+))$")
 _BOUND = re.compile(r"^(?P<var>[a-zA-Z])\s*=\s*(?P<lo>.+)$")
-_TRANSPOSE = {"T", r"\top", r"\intercal", r"\mathsfT", r"\mathrmT", r"\rmT", "t"}
+_TRANSPOSE = {"T", r"\top", r"\intercal", r"\mathsfT", r"\mathrmT", r"\rmT"}
+_FONTS = re.compile(r"\\(mathrm|textrm|text|mathit|mathbf|mathsf|boldsymbol|bm|vec|rm)\s*")
+_EXPONENT = re.compile(r"^[+-]?(\d+|[A-Za-z])([+-](\d+|[A-Za-z]))*$")
+_GATE = re.compile(r"^\(?([a-z]+)\)?$")
 _FUNCS = {"tanh": "tanh", "sigma": "sigmoid", "sigmoid": "sigmoid", "softmax": "softmax",
           "ReLU": "relu", "relu": "relu", "diag": "diag", "f": "f", "g": "f"}
 
@@ -72,6 +89,33 @@ def _unbrace(text: str) -> str:
     if text.startswith("{") and text.endswith("}"):
         text = text[1:-1]
     return text.strip()
+
+
+def _unfont(text: str) -> str:
+    """A subscript's content without fonts: ``\\textrm{hh}`` → 'hh', ``{\\mathrm{h}h}`` → 'hh'."""
+    if not _FONTS.search(text):
+        return _unbrace(text)
+    return re.sub(r"[{}\s]", "", _FONTS.sub("", text))
+
+
+def parse_exponent(text: str, tok: Token, max_time: int = MAX_TIME) -> Exponent | None:
+    """'t-k' → Exponent((('t', 1), ('k', -1)), 0); '3' → Exponent((), 3); else None."""
+    content = re.sub(r"[\s{}]", "", text)
+    if not _EXPONENT.match(content):
+        return None
+    terms: dict[str, int] = {}
+    offset = 0
+    for sign, item in re.findall(r"([+-]?)(\d+|[A-Za-z])", content):
+        c = -1 if sign == "-" else 1
+        if item.isdigit():
+            if int(item) > max_time:
+                raise _err(f"exponent {item} in '{tok}' exceeds the bound {max_time}", tok)
+            offset += c * int(item)
+        elif item in TIME_VARS:
+            terms[item] = terms.get(item, 0) + c
+        else:
+            return None
+    return Exponent(tuple((v, c) for v, c in terms.items() if c), offset)
 
 
 def parse_time(text: str) -> Time | None:
@@ -104,11 +148,13 @@ def _with_index(node, tok: Token, max_time: int = MAX_TIME):
     """Attach a subscript to the (possibly grouped / transposed) symbol ``node``."""
     if isinstance(node, Transpose):
         return Transpose(_with_index(node.arg, tok, max_time))
+    if isinstance(node, Derivative):  # \nabla_W L_3
+        return Derivative(_with_index(node.num, tok, max_time), node.den)
     if isinstance(node, Prod) and node.op == "matmul" and isinstance(node.right, Sym):
         return Prod("matmul", node.left, _with_index(node.right, tok, max_time))  # Vh_3 = V h_3
     if not isinstance(node, Sym) or node.index is not None:
         raise _err(f"a subscript {tok} needs a plain symbol before it", tok)
-    content = _unbrace(tok[1:])
+    content = _unfont(tok[1:])
     time = _bounded(parse_time(content), tok, max_time)
     if time is not None and (node.base != "L" or time.var is None):
         return Sym(node.base, time)
@@ -120,9 +166,10 @@ def _with_index(node, tok: Token, max_time: int = MAX_TIME):
 
 @v_args(inline=True)
 class _Builder(Transformer):
-    def __init__(self, max_time: int = MAX_TIME):
+    def __init__(self, max_time: int = MAX_TIME, words: frozenset = frozenset()):
         super().__init__()
         self.max_time = max_time
+        self.words = words
 
     def start(self, *statements):
         return list(statements)
@@ -132,6 +179,9 @@ class _Builder(Transformer):
 
     def bare(self, expr):
         return ("bare", expr)
+
+    def let_equation(self, tok, lhs, rhs):
+        return ("let", lhs, rhs)
 
     def add(self, a, b):
         return Add(a, b)
@@ -179,10 +229,17 @@ class _Builder(Transformer):
         content = re.sub(r"[\s{}]", "", tok[1:])
         if content in _TRANSPOSE:
             return Transpose(node)
+        gate = _GATE.match(content)
+        if isinstance(node, Sym) and node.base == "delta" and gate:
+            return Sym(f"delta^{{{gate[1]}}}", node.index)  # δ^{f}_t: a gate's adjoint
         if content == "2":
             return Square(node)
-        raise _err(f"unsupported superscript '{tok}': expected ^T / ^\\top (transpose) "
-                   "or ^2 (elementwise square)", tok)
+        exponent = parse_exponent(content, tok, self.max_time)
+        if exponent is not None:
+            return Power(node, exponent)
+        raise _err(f"unsupported superscript '{tok}': expected ^T / ^\\top (transpose), "
+                   "^2 (elementwise square), a power such as ^k or ^{t-k}, or a gate "
+                   "name on \\delta (\\delta^{f}_t)", tok)
 
     def dot_t(self, node, tok):
         return Transpose(node)
@@ -192,7 +249,8 @@ class _Builder(Transformer):
 
     def name(self, tok):
         text = str(tok)
-        if text in WORDS or len(text) == 1 or (text.startswith("d") and len(text) <= 3):
+        if text in WORDS or text in self.words or len(text) == 1 or \
+                (text.startswith("d") and len(text) <= 3):
             return Sym(text)
         hint = suggest(text, sorted(WORDS | set(_FUNCS)))
         if hint:
@@ -222,6 +280,22 @@ class _Builder(Transformer):
 
     def partial(self, tok, node):
         return Partial(node)
+
+    def nabla(self, tok, sub, node):
+        """``\\nabla_{W_{hh}} L``: ∂L/∂W_hh (the subscript read by the same grammar)."""
+        content = _unbrace(sub[1:])
+        try:
+            items = _Builder(self.max_time, self.words).transform(parser().parse(content))
+        except VisitError as err:
+            raise err.orig_exc from None
+        except LarkError:
+            raise _err(f"unexpected subscript '{sub}' of \\nabla: expected a parameter "
+                       "such as W or W_{hh}", sub) from None
+        kind, wrt = items[0] if len(items) == 1 else ("many", None)
+        if kind != "bare" or not isinstance(wrt, Sym):
+            raise _err(f"\\nabla{sub}: expected a parameter or a state such as W_{{hh}} "
+                       "or h_t", sub)
+        return Derivative(node, wrt)
 
     def call(self, tok, arg):
         return Call(_FUNCS[re.sub(r"[\\{}\s]|mathrm|operatorname|textrm|text|mathit", "",
@@ -296,7 +370,7 @@ def parse_formula(text: str, *, max_time: int = MAX_TIME) -> Formula:
     if depth > MAX_DEPTH:
         raise FormulaError(f"formula nested too deeply: {depth} levels, at most {MAX_DEPTH}")
     try:
-        items = _Builder(max_time).transform(tree)
+        items = _Builder(max_time, _let_names(tree)).transform(tree)
     except VisitError as err:
         if isinstance(err.orig_exc, FormulaError):
             raise _relocate(err.orig_exc, stripped) from None
@@ -307,6 +381,21 @@ def parse_formula(text: str, *, max_time: int = MAX_TIME) -> Formula:
         return build_formula(items, stripped)
     except RecursionError:
         raise FormulaError("formula nested too deeply") from None
+
+
+def _let_names(tree: Tree) -> frozenset:
+    """The words defined by ``let NAME… = …`` statements (each one symbol everywhere)."""
+    names = set()
+    for sub in tree.find_data("let_equation"):
+        lhs = sub.children[1]
+        found = list(lhs.scan_values(lambda v: isinstance(v, Token) and v.type == "NAME")) \
+            if isinstance(lhs, Tree) else []
+        if found:
+            names.add(str(found[0]))
+    reserved = names & (set(_FUNCS) | {"sum", "prod", "let", "T"})
+    if reserved:
+        raise FormulaError(f"let cannot define {sorted(reserved)[0]!r}: it is a built-in name")
+    return frozenset(names)
 
 
 def _located(err: UnexpectedInput, text: str, what: str) -> FormulaError:

@@ -1,9 +1,13 @@
 """The result of a check: a frozen :class:`Verdict`, printable as text, JSON or LaTeX.
 
 ``status`` is ``"correct"`` or ``"wrong"``.  A wrong verdict carries a
-:class:`Counterexample` (instance seed, entry, both values) when the formula
-evaluates, the clashing shapes when it is not conformable, and the
-diagnosis: the classic slips of :mod:`symrnn.formula.diagnose` that explain it.
+:class:`Counterexample` when the formula evaluates: the concrete instance (every
+parameter, input, target and initial state, as nested lists; see
+:mod:`symrnn.formula.instance`), the formula's and the true whole matrices and
+the worst entry, enough to re-check it without symrnn (``symrnn check --replay
+FILE`` re-evaluates it with symrnn).  A non-conformable formula carries the
+clashing shapes instead.  Either carries the diagnosis: the classic slips of
+:mod:`symrnn.formula.diagnose` that explain it.
 ``correct`` is the engine's gradient (unrolled, in terms of named adjoints,
 with their definitions), the answer a reader should have written.
 """
@@ -18,15 +22,62 @@ __all__ = ["Counterexample", "Verdict"]
 
 @dataclass(frozen=True)
 class Counterexample:
+    """An instance on which the formula is wrong, with everything needed to re-check it."""
+
     seed: int
     entry: tuple[int, int]
+    """The entry (row, column) with the largest |formula - true|."""
     claimed: float
     true: float
+    claimed_matrix: tuple[tuple[float, ...], ...] = ()
+    """The formula's whole value on the instance."""
+    true_matrix: tuple[tuple[float, ...], ...] = ()
+    """The true gradient's whole value on the instance."""
+    instance: dict = field(default_factory=dict)
+    """{"parameters", "initial_states", "inputs", "targets"} → name → nested list."""
+    quantity: str = ""
+    wrt: str = ""
+    loss_step: int | None = None
+    spec: dict = field(default_factory=dict)
+    T: int = 0
 
-    def to_text(self, quantity: str) -> str:
+    def to_text(self, quantity: str, replayable: bool = True) -> str:
         i, j = self.entry
-        return (f"instance seed {self.seed}, entry {quantity}[{i}, {j}]: "
+        line = (f"instance seed {self.seed}, entry {quantity}[{i}, {j}]: "
                 f"formula = {self.claimed:.6g}, true = {self.true:.6g}")
+        if not self.instance:
+            return line
+        counts = ", ".join(_count(len(v), k.replace("_", " ")) for k, v in self.instance.items()
+                           if v)
+        shape = f"({len(self.true_matrix)}, {len(self.true_matrix[0])})"
+        where = (f"{line}\n    the whole instance ({counts}) and both {shape} matrices: "
+                 "--json or to_dict()")
+        return where + ("; re-check with 'symrnn check --replay FILE'" if replayable else "")
+
+    def to_dict(self, formula: str | None = None) -> dict[str, Any]:
+        """Everything, as JSON-ready data; ``formula`` makes it self-contained for replay."""
+        out: dict[str, Any] = {
+            "seed": self.seed,
+            "entry": list(self.entry),
+            "formula_value": self.claimed,
+            "true_value": self.true,
+        }
+        if not self.instance:
+            return out
+        out.update({
+            "claimed": [list(row) for row in self.claimed_matrix],
+            "true": [list(row) for row in self.true_matrix],
+            "quantity": self.quantity, "wrt": self.wrt, "loss_step": self.loss_step,
+            "T": self.T, "spec": dict(self.spec),
+            "sizes": {k: self.spec.get(k) for k in ("hidden_size", "input_size",
+                                                     "output_size")},
+            "instance": {group: {name: [list(row) for row in value]
+                                 for name, value in values.items()}
+                         for group, values in self.instance.items()},
+        })
+        if formula is not None:
+            out["formula"] = formula
+        return out
 
 
 @dataclass(frozen=True)
@@ -77,12 +128,8 @@ class Verdict:
             "spec": self.spec,
             "T": self.T,
             "seeds": list(self.seeds),
-            "counterexample": None if self.counterexample is None else {
-                "seed": self.counterexample.seed,
-                "entry": list(self.counterexample.entry),
-                "formula_value": self.counterexample.claimed,
-                "true_value": self.counterexample.true,
-            },
+            "counterexample": None if self.counterexample is None
+            else self.counterexample.to_dict(self.formula),
             "shape_error": self.shape_error,
             "diagnosis": [{"class": k, "message": m} for k, m in self.diagnosis],
             "correct": list(self.correct),
@@ -98,7 +145,10 @@ class Verdict:
         if self.shape_error:
             lines.append(f"  dimensions: {self.shape_error}")
         if self.counterexample is not None:
-            lines.append("  counterexample: " + self.counterexample.to_text(self.quantity))
+            lines += ("  counterexample: "
+                      + self.counterexample.to_text(self.quantity,
+                                                    not self.formula.endswith("(...)"))
+                      ).splitlines()
         if self.ok:
             lines.append(f"  numerically equal on instances {list(self.seeds)} "
                          "(float64, rtol 1e-7); symbolic: " + self.symbolic)
@@ -138,6 +188,10 @@ class Verdict:
             body += "\n\\begin{itemize}\n" + "\n".join(
                 f"  \\item {item}" for item in items) + "\n\\end{itemize}"
         return body
+
+
+def _count(n: int, plural: str) -> str:
+    return f"{n} {plural if n != 1 else plural[:-1]}"
 
 
 def _spec_line(spec: dict) -> str:
