@@ -2,9 +2,11 @@
 
 For each cell and config (B, D, H, O, T) of ``bench_bptt.CONFIGS`` (O unused: the loss is
 ⟨output, w⟩ for a fixed random w, so only the recurrent module is timed) and each dtype:
-one forward and ``backward()`` through ``symrnn.nn.X`` and ``torch.nn.X`` (one layer,
-batch_first, same state_dict), the two interleaved round-robin, median of repeats
-(``torch.set_num_threads(2)``).  The gradients are checked to agree first.
+one forward and ``backward()`` through ``symrnn.nn.X`` (backend 'numpy', what 'auto'
+picks on the CPU, and 'numba' when installed) and ``torch.nn.X`` (one layer, batch_first,
+same state_dict), interleaved round-robin, median of repeats
+(``torch.set_num_threads(2)``).  The gradients are checked to agree first (which also
+compiles the numba kernels, so compile time is not timed).
 
 Usage: ``python bench/bench_modules.py [--quick] [--dtype float32|float64|both]
 [--cell elman|lstm|gru|all] [--output FILE]``
@@ -13,6 +15,7 @@ Usage: ``python bench/bench_modules.py [--quick] [--dtype float32|float64|both]
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -28,15 +31,21 @@ F32_TARGET_BH = 32 * 256
 """float32 target: symrnn at least as fast where B·H ≤ 32·256 (oneDNN above)."""
 
 
+OURS = ("numpy", "numba") if importlib.util.find_spec("numba") else ("numpy",)
+"""symrnn.nn backends timed (numba when the extra is installed)."""
+
+
 def methods(cell: str, cfg, dtype: str) -> dict:
-    """'symrnn.nn' and 'torch.nn': () -> the gradient of ⟨output, w⟩ in every parameter."""
+    """'symrnn.nn <backend>' and 'torch.nn': () -> the gradient of ⟨output, w⟩ in every
+    parameter."""
     B, D, H, _, T = cfg  # noqa: N806
     kind = CLASSES[cell]
     dt = getattr(torch, dtype)
     torch.manual_seed(0)
     theirs = getattr(torch.nn, kind)(D, H, batch_first=True, dtype=dt)
-    ours = getattr(snn, kind)(D, H, batch_first=True, dtype=dt)
-    ours.load_state_dict(theirs.state_dict())
+    ours = {b: getattr(snn, kind)(D, H, batch_first=True, dtype=dt, backend=b) for b in OURS}
+    for module in ours.values():
+        module.load_state_dict(theirs.state_dict())
     x = torch.randn(B, T, D, dtype=dt)
     w = torch.randn(B, T, H, dtype=dt)
 
@@ -48,37 +57,44 @@ def methods(cell: str, cfg, dtype: str) -> dict:
             return [p.grad for p in module.parameters()]
         return once
 
-    return {"symrnn.nn": run(ours), "torch.nn": run(theirs)}
+    return {f"symrnn.nn {b}": run(m) for b, m in ours.items()} | {"torch.nn": run(theirs)}
 
 
 def check(found: dict, dtype: str, what: str) -> None:
-    a, b = found["symrnn.nn"](), found["torch.nn"]()
+    """Every symrnn.nn backend's gradients equal torch.nn's (this also compiles them)."""
+    ref = found["torch.nn"]()
     tol = 1e-9 if dtype == "float64" else 1e-3
-    for g, r in zip(a, b, strict=True):
-        err = ((g - r).abs().max() / r.abs().max().clamp_min(1e-30)).item()
-        if not err <= tol:
-            raise SystemExit(f"{what}: symrnn.nn's gradient disagrees with torch.nn's "
-                             f"({err:.2e} > {tol:.0e})")
+    for name in (n for n in found if n != "torch.nn"):
+        for g, r in zip(found[name](), ref, strict=True):
+            err = ((g - r).abs().max() / r.abs().max().clamp_min(1e-30)).item()
+            if not err <= tol:
+                raise SystemExit(f"{what}: {name}'s gradient disagrees with torch.nn's "
+                                 f"({err:.2e} > {tol:.0e})")
 
 
 def run(cells, dtypes, configs, quick: bool) -> str:
     budget, lo, hi = (1.0, 3, 10) if quick else (3.0, 5, 31)
-    lines = ["| cell | (B, D, H, O, T) | dtype | symrnn.nn ms | torch.nn ms | ratio | target |",
-             "|---|---|---|---|---|---|---|"]
+    names = [f"symrnn.nn {b}" for b in OURS]
+    lines = ["| cell | (B, D, H, O, T) | dtype | " + " | ".join(f"{n} ms" for n in names)
+             + " | torch.nn ms | best / torch.nn | target |",
+             "|---|---|---|" + "---|" * len(names) + "---|---|---|"]
     for cell in cells:
         for dtype in dtypes:
             for cfg in configs:
                 found = methods(cell, cfg, dtype)
                 check(found, dtype, f"{cell} {cfg} {dtype}")
                 ms = interleaved_ms(found, budget, lo, hi)
-                ratio = ms["symrnn.nn"] / ms["torch.nn"]
+                best = min(names, key=ms.__getitem__)
+                ratio = ms[best] / ms["torch.nn"]
                 B, _, H, _, _ = cfg  # noqa: N806
                 target = dtype == "float64" or B * H <= F32_TARGET_BH
                 verdict = ("met" if ratio <= 1.0 else "missed") if target else "-"
-                lines.append(f"| {cell} | {cfg} | {dtype} | {ms['symrnn.nn']:.2f} | "
-                             f"{ms['torch.nn']:.2f} | {ratio:.2f}x | {verdict} |")
+                ours = " | ".join(f"{ms[n]:.2f}" for n in names)
+                lines.append(f"| {cell} | {cfg} | {dtype} | {ours} | {ms['torch.nn']:.2f} | "
+                             f"{ratio:.2f}x ({best.split()[-1]}) | {verdict} |")
                 print(lines[-1], flush=True)
-    return "\n".join(lines) + "\n\nratio: symrnn.nn / torch.nn (median ms; below 1: faster)"
+    return "\n".join(lines) + ("\n\nbest / torch.nn: the faster symrnn.nn backend's median "
+                               "ms over torch.nn's (below 1: faster)")
 
 
 def main(argv: list[str] | None = None) -> None:

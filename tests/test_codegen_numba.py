@@ -195,10 +195,11 @@ def test_a_wrong_kernel_spelling_is_caught(modules, monkeypatch, cache_folder):
                     module.loss_and_grad(params, x, y, *states)[1], 1e-12, "float64")
 
 
-def test_missing_numba_names_the_extra(monkeypatch):
-    monkeypatch.setitem(sys.modules, "numba", None)  # import numba raises ImportError
+@pytest.mark.parametrize("missing", ["numba", "scipy"])  # numba's np.dot needs scipy
+def test_missing_numba_names_the_extra(monkeypatch, missing):
+    monkeypatch.setitem(sys.modules, missing, None)  # import raises ImportError
     for make in (generate, compile_module):
-        with pytest.raises(SpecError, match=r"pip install 'symrnn\[numba\]'"):
+        with pytest.raises(SpecError, match=rf"needs {missing}.*pip install 'symrnn\[numba\]'"):
             make(small("elman"), "numba")
 
 

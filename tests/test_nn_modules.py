@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -69,10 +71,14 @@ def test_equal_to_torch_nn(kind, D, H, layers, bidirectional, batch_first, bias,
     _assert_same(kind, D, H, layers, bidirectional, batch_first, bias, T, B, dtype, seed)
 
 
-@pytest.mark.parametrize("backend", ["numpy", "torch"])
+NUMBA = pytest.param("numba", marks=pytest.mark.skipif(
+    importlib.util.find_spec("numba") is None, reason="numba not installed (symrnn[numba])"))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch", NUMBA])
 @pytest.mark.parametrize("kind", ["RNN", "LSTM", "GRU"])
 def test_two_layer_bidirectional_equal_to_torch_nn(kind, backend):
-    """Both generated backends (auto picks NumPy on the CPU)."""
+    """Every generated backend (auto picks NumPy on the CPU)."""
     _assert_same(kind, 3, 4, 2, True, True, True, 6, 3, torch.float64, 0, backend)
 
 

@@ -100,7 +100,7 @@ class Backend:
     kernels: Kernels | None = None
     """Where set, time loops are lifted into compiled kernel functions."""
     requires: tuple[str, str] | None = None
-    """(module, pip requirement) that generated modules import beyond the family's."""
+    """(modules, space-separated; pip requirement) the backend needs beyond the family."""
 
     @property
     def host(self) -> str:
@@ -284,7 +284,7 @@ NUMBA = Backend(
         _NB_HELPERS + _jitted("".join(r.numpy_helper for r in ELEMENTWISE.values()),
                               _NB_DECORATOR),
         _NB_DECORATOR),
-    requires=("numba", "symrnn[numba]"),
+    requires=("numba scipy", "symrnn[numba]"),  # numba's np.dot calls scipy's BLAS
 )
 
 BACKENDS = {b.name: b for b in (NUMPY, TORCH, NUMBA)}
@@ -303,12 +303,13 @@ def require(target: Backend) -> None:
     """SpecError naming the extra to install when the backend's library is missing."""
     if target.requires is None:
         return
-    module, extra = target.requires
-    try:
-        __import__(module)
-    except ImportError:
-        raise SpecError(f"backend {target.name!r} needs {module}, which is not installed: "
-                        f"pip install '{extra}'") from None
+    modules, extra = target.requires
+    for module in modules.split():
+        try:
+            __import__(module)
+        except ImportError:
+            raise SpecError(f"backend {target.name!r} needs {module}, which is not installed: "
+                            f"pip install '{extra}'") from None
 
 
 class Printer:

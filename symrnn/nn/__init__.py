@@ -11,9 +11,9 @@ bidirectional/stacked spec, layout 'torch': its layer functions and wiring,
 ``_run_stage``/``_back_stage``), compiled once per configuration and cached; an
 ``autograd.Function`` returns the gradients of the input, the initial states and every
 parameter, so the module composes with any layers and loss.  ``backend``: 'auto' (the
-generated NumPy functions on the CPU, on zero-copy views; torch's on a GPU), 'numpy' or
-'torch'.  ``dropout`` between layers
-draws a Bernoulli mask with ``torch.rand`` (torch.nn's distribution, not its draws).
+generated NumPy functions on the CPU, on zero-copy views; torch's on a GPU), 'numpy',
+'numba' (the compiled kernels, CPU; needs the ``numba`` extra) or 'torch'.  ``dropout``
+between layers draws a Bernoulli mask with ``torch.rand`` (torch.nn's distribution, not its draws).
 ``GRU(reset="after")`` is torch's cell (and cuDNN's); ``reset="before"`` is Cho et
 al.'s (symrnn's ``gru_v1``, no torch counterpart).  Packed sequences are not supported.
 """
@@ -30,7 +30,9 @@ from symrnn.codegen import compile as compile_module
 from symrnn.errors import SpecError
 from symrnn.spec import Spec
 
-__all__ = ["RNN", "LSTM", "GRU"]
+__all__ = ["RNN", "LSTM", "GRU", "BACKENDS"]
+
+BACKENDS = ("auto", "numpy", "numba", "torch")
 
 
 @functools.lru_cache(maxsize=64)
@@ -74,8 +76,9 @@ class _Stack(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, owner, x, *tensors):
-        arrays = _Arrays(owner._use_numpy(x))
-        mod = owner._compiled("numpy" if arrays.numpy else "torch")
+        backend = owner._backend_for(x)
+        arrays = _Arrays(backend != "torch")
+        mod = owner._compiled(backend)
         states, count = mod.CELL_STATES, len(mod.CELL_STATES)
         starts, weights = tensors[:count], tensors[count:]
         params = {n: arrays.into(w) for n, w in zip(owner._ours, weights, strict=True)}
@@ -115,8 +118,9 @@ class _RNNBase(torch.nn.Module):
                  bidirectional: bool = False, device=None, dtype=None,
                  activation: str = "tanh", backend: str = "auto"):
         super().__init__()
-        if backend not in ("auto", "numpy", "torch"):
-            raise SpecError(f"backend must be 'auto', 'numpy' or 'torch', got {backend!r}")
+        if backend not in BACKENDS:
+            raise SpecError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, "
+                            f"got {backend!r}")
         self.backend = backend
         if not 0.0 <= float(dropout) < 1.0:
             raise SpecError(f"dropout must be in [0, 1), got {dropout!r}")
@@ -144,12 +148,16 @@ class _RNNBase(torch.nn.Module):
         return _module(self._cell, self._activation, self.input_size, self.hidden_size,
                        self.num_layers, self.bias, self.bidirectional, backend)
 
-    def _use_numpy(self, x) -> bool:
-        """backend 'auto': the NumPy functions on the CPU (fewer calls per step), torch's
-        on a GPU."""
+    def _backend_for(self, x) -> str:
+        """The generated backend that runs on ``x``: 'auto' is NumPy's functions on the CPU
+        (fewer calls per step than torch's), torch's on a GPU.  'numba' (opt-in: its
+        kernels compile on the first call of each configuration, then load from disk)
+        runs on the CPU only."""
         if self.backend == "auto":
-            return x.device.type == "cpu"
-        return self.backend == "numpy"
+            return "numpy" if x.device.type == "cpu" else "torch"
+        if self.backend == "numba" and x.device.type != "cpu":
+            raise SpecError(f"backend 'numba' runs on the CPU; the input is on {x.device}")
+        return self.backend
 
     def reset_parameters(self) -> None:
         """U(−1/√H, 1/√H) for every parameter, as torch.nn does."""

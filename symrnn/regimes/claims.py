@@ -97,11 +97,11 @@ _GELFAND = ("f is the identity, so ∂h_t/∂h_k = W^{t−k}, and Gelfand's form
             "and grow exponentially exactly when ρ(W) > 1")
 
 THEOREMS = (
-    Theorem("pascanu-sufficient", "sufficient condition, Pascanu et al. 2013, §2.1 eqs. (6)–(7)",
+    Theorem("pascanu-sufficient", "sufficient condition, Pascanu, Mikolov, Bengio 2013, §2.1",
             _PASCANU_BOUND + "; the premise gives γ·σ_max(W) < 1, so the product vanishes",
             lambda s, g: _shape(s, "sigma_max", "vanishing", False)
             and _forces(s.premise, g, True, 1 / g)),
-    Theorem("pascanu-necessary", "necessary condition, Pascanu et al. 2013, §2.1 eqs. (6)–(7)",
+    Theorem("pascanu-necessary", "necessary condition, Pascanu, Mikolov, Bengio 2013, §2.1",
             _PASCANU_BOUND + "; with γ·σ_max(W) ≤ 1 it stays ≤ 1 and cannot explode, so "
             "exploding needs σ_max(W) > 1/γ, which gives the conclusion",
             lambda s, g: _shape(s, "sigma_max", "exploding", True)
