@@ -14,6 +14,8 @@ NumPy's BLAS pool makes each spin against the other on 2 cores):
 * ``gen-torch``      symrnn-generated torch module
 * ``gen-numba``      symrnn-generated Numba module (time loops compiled; with the
                      ``numba`` extra only, timed in its own group: numba's BLAS is scipy's)
+* ``jax``            ``jax.jit(value_and_grad)`` over ``lax.scan`` (the ``bench`` extra),
+                     timed after all the other rows
 
 Loss L = ½ Σ_{b,t} ‖W_hy h_t + b_y − y_t‖².  FLOPs counted for one
 forward + backward (matrix products only, no dL/dx):
@@ -27,8 +29,9 @@ Usage: ``python bench/bench_bptt.py [--quick] [--dtype float32|float64|both]
 ``--cell`` (default ``elman``: the table above, methods unchanged) picks the
 cell; ``lstm``, ``gru``, ``gru_v1`` run ``bench_gated.py`` (generated NumPy,
 generated torch, ``nn.LSTM``/``nn.GRU`` + autograd, JAX when installed: the
-``bench`` extra), ``all`` runs the four in turn (Elman first, before JAX starts
-its thread pool). ``--output FILE`` also writes the markdown tables to FILE.
+``bench`` extra), ``all`` runs the four in turn (Elman first; its JAX column is
+timed after every other Elman row, since JAX's thread pool stays up once started).
+``--output FILE`` also writes the markdown tables to FILE.
 ``--arch stacked|bidirectional|both`` benchmarks 2-layer networks instead
 (``bench_architectures.py``: generated NumPy and torch vs ``nn.RNN/LSTM/GRU(num_layers=2,
 bidirectional=...)``) for ``--cell`` elman, lstm, gru or all.
@@ -264,11 +267,14 @@ def run_config(cfg, dtype: str, quick: bool, gemm: float) -> dict:
 
 def format_rows(rows: list[dict], gemm: dict) -> str:
     cols = ["autograd-loop", "nn.RNN", "hand-numpy", "hand-torch", "gen-numpy", "gen-torch"]
-    cols += ["gen-numba"] if "gen-numba" in rows[0]["ms"] else []
+    cols += [c for c in ("gen-numba", "jax") if c in rows[0]["ms"]]
+    versus = [c for c in ("nn.RNN", "hand-numpy", "jax") if c in rows[0]["ms"]]
     lines = ["| (B, D, H, O, T) | dtype | " + " | ".join(cols)
-             + " | gen-np / hand-np | gen-t / hand-t | gen-t / nn.RNN | best gen GFLOP/s "
-               "| GEMM-bound | best gen / bound | peak MB gen-np (hand-np; h_t store) |",
-             "|" + "---|" * (len(cols) + 9)]
+             + " | gen-np / hand-np | gen-t / hand-t | gen-t / nn.RNN | "
+             + " | ".join(f"best gen / {c}" for c in versus)
+             + " | best gen GFLOP/s | GEMM-bound | best gen / bound "
+               "| peak MB gen-np (hand-np; h_t store) |",
+             "|" + "---|" * (len(cols) + 9 + len(versus))]
     gens = [c for c in cols if c.startswith("gen-")]
     for r in rows:
         ms = r["ms"]
@@ -279,6 +285,7 @@ def format_rows(rows: list[dict], gemm: dict) -> str:
             + f" | {ms['gen-numpy'] / ms['hand-numpy']:.2f}x"
             + f" | {ms['gen-torch'] / ms['hand-torch']:.2f}x"
             + f" | {ms['gen-torch'] / ms['nn.RNN']:.2f}x"
+            + "".join(f" | {best / ms[c]:.2f}x" for c in versus)
             + f" | {r['flops'] / (best * 1e-3) / 1e9:.1f}"
             + f" | {r['gemm_bound_ms']:.2f}"
             + f" | {best / r['gemm_bound_ms']:.2f}x"
@@ -316,6 +323,19 @@ def tbptt_memory(dtype: str, cfg=(16, 32, 128, 32, 1000), tbptt=(50, 100)) -> st
     return "\n".join(lines)
 
 
+def time_jax(row: dict, quick: bool) -> None:
+    """Add the JAX method's median to ``row`` (same data; checked against hand-numpy)."""
+    bench_gated = gated_module()
+    B, D, H, O, T = row["config"]  # noqa: E741
+    spec = Spec(hidden_size=H, input_size=D, output_size=O)
+    _, _, (p, x, y), _ = bench_gated.problem(spec, row["config"], row["dtype"])
+    jax = bench_gated.jax_method(bench_gated.jax_elman_loss_and_grad(), row["dtype"], p, x, y)
+    check_agreement({"jax": {n: np.asarray(g) for n, g in jax()[1].items()}},
+                    hand_numpy(p, x, y)[1], row["dtype"])
+    budget, lo, hi = (1.0, 3, 10) if quick else (4.0, 7, 41)
+    row["ms"] |= interleaved_ms({"jax": jax}, budget, lo, hi)
+
+
 def run_elman(dtypes: list[str], configs: list, quick: bool) -> str:
     gemm = {d: gemm_gflops(d) for d in dtypes}
     rows = []
@@ -324,6 +344,11 @@ def run_elman(dtypes: list[str], configs: list, quick: bool) -> str:
             rows.append(run_config(cfg, dtype, quick, gemm[dtype]))
             print(f"done {cfg} {dtype}: " + ", ".join(
                 f"{m} {v:.2f} ms" for m, v in rows[-1]["ms"].items()), flush=True)
+    if gated_module().jax_available():  # after every other row: JAX's pool stays up
+        for row in rows:
+            time_jax(row, quick)
+            print(f"done {row['config']} {row['dtype']}: jax {row['ms']['jax']:.2f} ms",
+                  flush=True)
     return ("#### elman\n\n" + format_rows(rows, gemm) + "\n\n```\n"
             + tbptt_memory(dtypes[0]) + "\n```")
 

@@ -154,6 +154,39 @@ def jax_loss_and_grad(cell: str, dtype: str):
     return jax.jit(jax.value_and_grad(loss))
 
 
+def jax_elman_loss_and_grad():
+    """jit(value_and_grad(loss)) of the Elman tanh RNN in symrnn's notes names (W_hh, W_xh,
+    b_h, W_hy, b_y), the input projection hoisted, a ``lax.scan`` over time."""
+    jax = _jax()
+    jnp, lax = jax.numpy, jax.lax
+
+    def loss(p, x, y):
+        xs = jnp.swapaxes(x, 0, 1)  # (T, B, D)
+        P = xs @ p["W_xh"].T + p["b_h"]  # hoisted: (T, B, H)
+        W_hh_T = p["W_hh"].T
+
+        def step(h, p_t):
+            h = jnp.tanh(p_t + h @ W_hh_T)
+            return h, h
+
+        h0 = jnp.zeros((x.shape[0], p["W_hh"].shape[0]), dtype=x.dtype)
+        _, hs = lax.scan(step, h0, P)  # (T, B, H)
+        err = hs @ p["W_hy"].T + p["b_y"] - jnp.swapaxes(y, 0, 1)
+        return 0.5 * jnp.sum(err * err)
+
+    return jax.jit(jax.value_and_grad(loss))
+
+
+def jax_method(fn, dtype: str, p, x, y):
+    """() -> (loss, grads) of a jitted JAX function on device copies of the data."""
+    jax = _jax()
+    _set_x64(dtype)
+    pj = {k: jax.numpy.asarray(v) for k, v in p.items()}
+    xj, yj = jax.numpy.asarray(x), jax.numpy.asarray(y)
+    assert xj.dtype == np.dtype(dtype), (xj.dtype, dtype)
+    return lambda: jax.block_until_ready(fn(pj, xj, yj))
+
+
 def _set_x64(dtype: str) -> None:
     _jax().config.update("jax_enable_x64", dtype == "float64")
 
@@ -207,13 +240,8 @@ def build_methods(cell: str, cfg, dtype: str, with_jax: bool):
         module = TorchGated(cell, pt, getattr(torch, dtype))
         methods[TORCH_MODULES[cell]] = lambda: module(xt, yt)
     if with_jax:
-        jax = _jax()
         _set_x64(dtype)
-        fn = jax_loss_and_grad(cell, dtype)
-        pj = {k: jax.numpy.asarray(v) for k, v in p.items()}
-        xj, yj = jax.numpy.asarray(x), jax.numpy.asarray(y)
-        assert xj.dtype == np.dtype(dtype), (xj.dtype, dtype)
-        methods["jax"] = lambda: jax.block_until_ready(fn(pj, xj, yj))
+        methods["jax"] = jax_method(jax_loss_and_grad(cell, dtype), dtype, p, x, y)
     return methods, gen_np.PARAM_NAMES
 
 
