@@ -119,7 +119,7 @@ def test_pascanu_sufficient_condition_is_proved_and_cross_checked():
     verdict = check_claim("sigma_max(W) < 1/gamma -> vanishing")
     assert verdict.status == "proved" and verdict.ok
     text = verdict.to_text()
-    assert "proved (sufficient condition, Pascanu et al. 2013" in text
+    assert "proved (sufficient condition, Pascanu, Mikolov, Bengio 2013, §2.1)" in text
     assert verdict.search.premise_held > 0 and verdict.counterexample is None
     assert verdict.search.conclusion_held == verdict.search.premise_held
 

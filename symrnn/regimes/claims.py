@@ -9,7 +9,7 @@ exponentially in t − k; *exploding*: it grows exponentially.
 1. **Proof.**  :data:`THEOREMS` lists what is proved once and for all, each with the
    statements it decides:
 
-   * Pascanu et al. 2013, §2.1 (eqs. 6–7): ‖J_t‖₂ ≤ γ σ_max, so
+   * Pascanu, Mikolov, Bengio 2013, §2.1: ‖J_t‖₂ ≤ γ σ_max, so
      ‖∂h_t/∂h_k‖₂ ≤ (γ σ_max)^{t−k}.  A condition that forces σ_max < 1/γ implies
      vanishing (a *sufficient* condition); exploding implies σ_max > 1/γ (a
      *necessary* condition: with γσ_max ≤ 1 the product stays ≤ 1).
