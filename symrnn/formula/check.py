@@ -30,8 +30,6 @@ exceeded)``); the parts that ran are reported as usual.
 
 from __future__ import annotations
 
-import numpy as np
-
 from symrnn.errors import FormulaError, ShapeError
 from symrnn.formula import nodes as N
 from symrnn.formula.budget import DEFAULT_BUDGET_S, Budget
@@ -198,20 +196,10 @@ def _pairs(slips) -> tuple[tuple[str, str], ...]:
 
 def _counterexample(values, problem: Problem) -> Counterexample | None:
     """The instance with the largest deviation, carried whole (instance, both matrices)."""
-    from symrnn.formula.instance import counterexample_of
+    from symrnn.formula.instance import counterexample_of, worst_deviation
 
-    worst = None
-    for index, (claimed, true) in enumerate(zip(values, problem.truth, strict=True)):
-        if np.allclose(claimed, true, rtol=RTOL, atol=ATOL):
-            continue
-        diff = np.abs(claimed - true)
-        i, j = np.unravel_index(int(np.argmax(diff)), diff.shape)
-        if worst is None or diff[i, j] > worst[0]:
-            worst = (diff[i, j], index, (int(i), int(j)))
-    if worst is None:
-        return None
-    _, index, entry = worst
-    return counterexample_of(problem, index, entry, values[index])
+    worst = worst_deviation(values, problem.truth, RTOL, ATOL)
+    return None if worst is None else counterexample_of(problem, *worst, values[worst[0]])
 
 
 def _scalar(parsed, problem: Problem, enabled: bool, budget: Budget,

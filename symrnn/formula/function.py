@@ -34,7 +34,7 @@ from symrnn.formula.bindings import Binding, bind, split_blocks, stack_value
 from symrnn.formula.check import _pairs, correct_formula
 from symrnn.formula.conventions import Conventions
 from symrnn.formula.diagnose import diagnose
-from symrnn.formula.instance import counterexample_of
+from symrnn.formula.instance import counterexample_of, worst_deviation
 from symrnn.formula.problem import Problem, resolve_quantity
 from symrnn.formula.verdict import Counterexample, Verdict
 from symrnn.render.printing import latex
@@ -215,18 +215,10 @@ def _mismatch(values, truths, problem: Problem, conv: Conventions) -> Counterexa
     """The largest deviation over the instances beyond the conventions' (rtol, atol); for
     one sequence it carries the whole instance (:func:`~symrnn.formula.instance.
     counterexample_of`), otherwise the seed of the instance's first sequence."""
-    rtol, atol = conv.tolerance
-    worst = None
-    for k, (claimed, true) in enumerate(zip(values, truths, strict=True)):
-        if np.allclose(claimed, true, rtol=rtol, atol=atol):
-            continue
-        diff = np.abs(claimed - true)
-        i, j = np.unravel_index(int(np.argmax(diff)), diff.shape)
-        if worst is None or diff[i, j] > worst[0]:
-            worst = (diff[i, j], k, (int(i), int(j)))
+    worst = worst_deviation(values, truths, *conv.tolerance)
     if worst is None:
         return None
-    _, k, (i, j) = worst
+    k, (i, j) = worst
     if conv.plain:
         return counterexample_of(problem, k, (i, j), values[k])
     return Counterexample(problem.seeds[k * conv.batch], (i, j), float(values[k][i, j]),

@@ -31,6 +31,7 @@ from symrnn.formula.problem import Problem
 from symrnn.formula.verdict import Counterexample
 
 __all__ = ["GROUPS", "leaves", "instance_record", "instance_env", "counterexample_of",
+           "worst_deviation",
            "plain_name"]
 
 GROUPS = ("parameters", "initial_states", "inputs", "targets")
@@ -104,6 +105,20 @@ def _matrix(name: str, value, shape: tuple[int, int]) -> np.ndarray:
     if not np.all(np.isfinite(arr)):
         raise ShapeError(f"instance: {name} has non-finite entries")
     return arr
+
+
+def worst_deviation(values, truths, rtol: float, atol: float):
+    """(instance index, (i, j)) of the largest deviation among the instances whose claimed
+    matrix is not close to the true one (``np.allclose(rtol, atol)``), or None."""
+    worst = None
+    for index, (claimed, true) in enumerate(zip(values, truths, strict=True)):
+        if np.allclose(claimed, true, rtol=rtol, atol=atol):
+            continue
+        diff = np.abs(claimed - true)
+        i, j = np.unravel_index(int(np.argmax(diff)), diff.shape)
+        if worst is None or diff[i, j] > worst[0]:
+            worst = (diff[i, j], index, (int(i), int(j)))
+    return None if worst is None else worst[1:]
 
 
 def counterexample_of(problem: Problem, index: int, entry: tuple[int, int],
